@@ -1,0 +1,242 @@
+"""Unidirectional -> bidirectional, as a pure function on the neutral model.
+
+Function preservation: the new backward direction's output reaches the rest of the network only
+through weights lstmconvert controls, so they can be chosen to make the converted model compute what
+the source computed:
+
+* ``concat``: every consumer of a widened output (the next LSTM layer's input weights, the first head
+  layer) gets zero columns for the backward half. Any backward initialisation preserves the function.
+* ``sum``: an all-zero LSTM direction outputs exactly 0 (i = f = o = 0.5, g = tanh(0) = 0, so c and h
+  stay 0), so ``backward="zeros"`` preserves the function.
+* ``ave``: as ``sum``, and the consumers' weights are doubled so they undo the halving; doubling is
+  exact in binary floating point. A last layer without a head has no consumer: its output is halved.
+* ``mul``: cannot be made exact; a warning says so.
+
+Forward weights are reused bit-for-bit, except the zero (or, with ``preserve=False``, fresh random)
+columns appended to a consumer, and the doubling that ``ave`` needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import LstmConvertError
+from .model import MERGE_MODES, Dense, LSTMDirection, LSTMLayer, SequenceModel
+
+BACKWARD_INITS = ("copy", "random", "zeros")
+
+
+class PreservationWarning(UserWarning):
+    """The converted model will not compute exactly what the source computed."""
+
+
+@dataclass(frozen=True)
+class Preservation:
+    """What a conversion keeps of the source's function.
+
+    ``status`` is "exact" (the converted model's outputs equal the source's), "forward-half" (its
+    output is wider; the forward half equals the source's output) or "none". ``reason`` explains.
+    """
+
+    status: str
+    reason: str
+
+
+def check_convertible(model: SequenceModel) -> None:
+    """Raise if ``model`` cannot be widened (already bidirectional, reverse-only layers)."""
+    for k, layer in enumerate(model.layers):
+        if layer.bidirectional:
+            raise LstmConvertError(
+                f"layer {k} is already bidirectional; use --keep-direction (keep_direction=True) "
+                "to convert formats without widening"
+            )
+        if layer.reverse:
+            raise LstmConvertError(
+                f"layer {k} runs backward only (go_backwards / direction='reverse'); only forward "
+                "layers can be widened. Use --keep-direction to convert its format as it is"
+            )
+
+
+def preservation(
+    model: SequenceModel, *, backward: str = "copy", merge: str = "concat", preserve: bool = True
+) -> Preservation:
+    """Tell, without converting, whether ``to_bidirectional`` with these options keeps the function."""
+    _check_options(backward, merge)
+    n = len(model.layers)
+    for k in range(n):
+        consumer = f"layer {k + 1}" if k + 1 < n else ("the head" if model.head else None)
+        if consumer is None:
+            break
+        problem = _consumer_problem(merge, backward, preserve)
+        if problem:
+            return Preservation("none", f"{consumer}: {problem}")
+    # The last layer's merged output is the model output when there is no head.
+    if model.head:
+        return Preservation("exact", _exact_reason(merge))
+    if merge == "concat":
+        return Preservation(
+            "forward-half",
+            "the model ends in the LSTM, so its output doubles in width; the forward half equals the "
+            "source's output (add a head, or use --merge sum --backward zeros, for an exact match)",
+        )
+    if merge == "sum" and backward == "zeros":
+        return Preservation("exact", _exact_reason(merge))
+    if merge == "ave" and backward == "zeros":
+        return Preservation("none", "merge 'ave' halves the last layer's output and there is no head to undo it")
+    return Preservation("none", _consumer_problem(merge, backward, preserve) or "")
+
+
+def _consumer_problem(merge: str, backward: str, preserve: bool) -> Optional[str]:
+    if merge == "concat":
+        return None if preserve else "--no-preserve gives the backward half random weights downstream"
+    if merge == "mul":
+        return "merge 'mul' multiplies the forward output by the backward one, which cannot be neutral"
+    if backward != "zeros":
+        return f"merge '{merge}' adds the backward output in; only --backward zeros makes that exact"
+    if merge == "ave" and not preserve:
+        return "merge 'ave' halves the output and --no-preserve leaves the consumer's weights as they are"
+    return None
+
+
+def _exact_reason(merge: str) -> str:
+    return {
+        "concat": "consumers of the widened output get zero weights on the backward half",
+        "sum": "the all-zero backward direction outputs exactly 0",
+        "ave": "the all-zero backward direction outputs 0 and consumers' weights are doubled",
+    }[merge]
+
+
+def to_bidirectional(
+    model: SequenceModel,
+    *,
+    backward: str = "copy",
+    merge: str = "concat",
+    preserve: bool = True,
+    seed: int = 0,
+) -> SequenceModel:
+    """Return a bidirectional copy of a unidirectional ``model``.
+
+    Args:
+        model: a validated neutral model whose LSTM layers all run forward in one direction.
+        backward: the new backward direction's weights: "copy" (of the forward direction),
+            "random" (the source framework's standard initialisation, seeded) or "zeros".
+        merge: how the two directions' outputs combine: "concat", "sum", "ave" or "mul".
+        preserve: give consumers of the backward half zero weights (and undo ``ave``'s halving) so
+            the converted model computes what the source did. False appends random weights instead.
+        seed: seed for ``backward="random"`` and for ``preserve=False``.
+
+    Returns:
+        A new model; ``model`` is not modified. ``meta["preservation"]`` holds the Preservation.
+
+    Example:
+        >>> bi = to_bidirectional(load("tagger.pt"), backward="zeros", merge="concat")
+    """
+    _check_options(backward, merge)
+    model.validate()
+    check_convertible(model)
+    verdict = preservation(model, backward=backward, merge=merge, preserve=preserve)
+    if verdict.status != "exact":
+        warnings.warn(f"the converted model is not function-preserving: {verdict.reason}", PreservationWarning, stacklevel=2)
+
+    init = _Initialiser(seed, keras_style=model.meta.get("source_format") == "keras")
+    layers = []
+    for k, layer in enumerate(model.layers):
+        forward = copy.deepcopy(layer.directions[0])
+        if k > 0:
+            forward.w_ih = _widen_consumer(forward.w_ih, merge, preserve, init, fan_in_rows=True)
+        new_layer = LSTMLayer(
+            directions=[forward, _backward_direction(forward, backward, init)],
+            merge=merge,
+            clip=layer.clip,
+            input_forget=layer.input_forget,
+        )
+        layers.append(new_layer)
+    head = [copy.deepcopy(d) for d in model.head]
+    if head:
+        head[0] = Dense(
+            weight=_widen_consumer(head[0].weight, merge, preserve, init, fan_in_rows=False),
+            bias=head[0].bias,
+            activation=head[0].activation,
+        )
+    meta = dict(model.meta)
+    meta["preservation"] = verdict
+    meta["conversion"] = {"backward": backward, "merge": merge, "preserve": preserve, "seed": seed}
+    return model.replace(layers=layers, head=head, embedding=copy.deepcopy(model.embedding), meta=meta).validate()
+
+
+def _check_options(backward: str, merge: str) -> None:
+    if backward not in BACKWARD_INITS:
+        raise LstmConvertError(f"backward must be one of {', '.join(BACKWARD_INITS)}, not {backward!r}")
+    if merge not in MERGE_MODES:
+        raise LstmConvertError(f"merge must be one of {', '.join(MERGE_MODES)}, not {merge!r}")
+
+
+def _widen_consumer(weight: np.ndarray, merge: str, preserve: bool, init: "_Initialiser", fan_in_rows: bool) -> np.ndarray:
+    """Adapt a consumer's input weights ``(out, in)`` to the merged bidirectional output."""
+    if merge == "concat":
+        extra = np.zeros_like(weight) if preserve else init.linear_like(weight, fan_in_rows)
+        return np.concatenate([weight, extra], axis=1)
+    if merge == "ave" and preserve:
+        return weight * weight.dtype.type(2)  # undo the halving exactly (power of two)
+    return weight.copy()
+
+
+def _backward_direction(forward: LSTMDirection, how: str, init: "_Initialiser") -> LSTMDirection:
+    if how == "copy":
+        return copy.deepcopy(forward)
+    if how == "zeros":
+        return LSTMDirection(
+            **{name: np.zeros_like(a) for name, a in forward.arrays().items()},
+            activations=forward.activations,
+        )
+    return init.lstm_direction_like(forward)
+
+
+class _Initialiser:
+    """Fresh weights drawn like the source framework draws them, from one seeded generator.
+
+    PyTorch: every LSTM parameter and Linear weight from U(-1/sqrt(fan), 1/sqrt(fan)).
+    Keras: glorot-uniform kernels, orthogonal recurrent kernels, unit forget bias.
+    """
+
+    def __init__(self, seed: int, keras_style: bool) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.keras_style = keras_style
+
+    def _uniform(self, shape: tuple, bound: float, like: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-bound, bound, size=shape).astype(like.dtype)
+
+    def linear_like(self, weight: np.ndarray, fan_in_rows: bool) -> np.ndarray:
+        """Random columns for a consumer ``(out, in)`` that is doubling its input width."""
+        out_features, in_features = weight.shape
+        if self.keras_style:
+            bound = np.sqrt(6.0 / (2 * in_features + out_features))
+        else:
+            bound = 1.0 / np.sqrt(out_features // 4 if fan_in_rows else 2 * in_features)
+        return self._uniform(weight.shape, bound, weight)
+
+    def lstm_direction_like(self, forward: LSTMDirection) -> LSTMDirection:
+        hidden, like = forward.hidden_size, forward.w_ih
+        arrays = {}
+        if self.keras_style:
+            four_h, inputs = forward.w_ih.shape
+            arrays["w_ih"] = self._uniform(forward.w_ih.shape, np.sqrt(6.0 / (inputs + four_h)), like)
+            q, r = np.linalg.qr(self.rng.standard_normal((4 * hidden, forward.w_hh.shape[1])))
+            arrays["w_hh"] = (q * np.sign(np.diag(r))).astype(like.dtype)
+            if forward.has_bias:
+                bias = np.zeros(4 * hidden)
+                bias[hidden : 2 * hidden] = 1.0  # unit forget bias
+                arrays["b_ih"] = bias.astype(like.dtype)
+            for name in ("w_hr", "peephole"):
+                if getattr(forward, name) is not None:
+                    arrays[name] = self._uniform(getattr(forward, name).shape, 1.0 / np.sqrt(hidden), like)
+        else:
+            bound = 1.0 / np.sqrt(hidden)
+            for name, array in forward.arrays().items():
+                arrays[name] = self._uniform(array.shape, bound, like)
+        return LSTMDirection(**arrays, activations=forward.activations)

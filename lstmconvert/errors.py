@@ -1,0 +1,59 @@
+"""The exceptions lstmconvert raises on purpose.
+
+Every error a user can cause (a bad file, an option that does not fit, a missing framework) is an
+``LstmConvertError``; the CLI prints its message on one line and exits with code 2. Anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class LstmConvertError(Exception):
+    """Base class: a problem with the input or the request, not a bug in lstmconvert."""
+
+
+class ReadError(LstmConvertError):
+    """A file could not be read as an LSTM model (missing, truncated, not a model, no LSTM in it)."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class WriteError(LstmConvertError):
+    """A model could not be written to the requested path or format."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+class UnsupportedError(LstmConvertError):
+    """The model uses something the source or target format cannot carry exactly."""
+
+
+class ModelError(LstmConvertError, ValueError):
+    """A neutral model is inconsistent (shapes that do not chain, unknown activation...)."""
+
+
+class MissingDependencyError(LstmConvertError):
+    """A framework needed for this format is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs {package}, which is not installed: pip install 'lstmconvert[{extra}]'"
+        )
+        self.package = package
+        self.extra = extra
+
+
+def require(module: str, extra: str, purpose: str):
+    """Import ``module`` or raise MissingDependencyError naming the extra that provides it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc

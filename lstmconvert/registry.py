@@ -1,0 +1,77 @@
+"""Which formats exist, which file names they own, and how to reach their code lazily.
+
+Each format is a module under ``lstmconvert.formats`` exposing three functions:
+
+* ``read(path: Path, hints: ReadHints) -> SequenceModel``
+* ``write(model: SequenceModel, path: Path, options: WriteOptions) -> None``: write ``path`` (and any
+  side files beside it, such as ONNX external data); ``api.save`` makes the result atomic.
+* ``run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray``: run the file in the
+  framework's own runtime. ``inputs`` is batch-major (N, T) token ids or (N, T, F) features, right
+  padded where the model is masked; the result is batch-major too: (N, T, F) or (N, F).
+
+The module is imported only when a file of that format is touched, so ``lstmconvert --help`` and a
+conversion between two formats never import the frameworks of a third.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+from .errors import LstmConvertError
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    name: str
+    module: str
+    extensions: tuple
+    extra: str  # the pip extra that installs its framework
+    description: str
+
+
+FORMATS = {
+    info.name: info
+    for info in (
+        FormatInfo("torch", "lstmconvert.formats.torch_format", (".pt", ".pth", ".pt2"), "torch",
+                   "PyTorch state_dict (.pt/.pth) or torch.export program (.pt2)"),
+        FormatInfo("keras", "lstmconvert.formats.keras_format", (".keras", ".h5", ".hdf5"), "keras",
+                   "Keras 3 archive (.keras) or full-model HDF5 (.h5)"),
+        FormatInfo("onnx", "lstmconvert.formats.onnx_format", (".onnx",), "onnx",
+                   "ONNX model with LSTM operators"),
+    )
+}
+
+
+def format_names() -> tuple:
+    return tuple(FORMATS)
+
+
+def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
+    """The format named ``explicit``, else the one owning ``path``'s extension (last suffix first)."""
+    if explicit is not None:
+        if explicit not in FORMATS:
+            raise LstmConvertError(f"unknown format {explicit!r}; choose one of {', '.join(FORMATS)}")
+        return FORMATS[explicit]
+    for suffix in reversed(Path(path).suffixes):
+        for info in FORMATS.values():
+            if suffix.lower() in info.extensions:
+                return info
+    known = ", ".join(ext for info in FORMATS.values() for ext in info.extensions)
+    raise LstmConvertError(
+        f"{path}: cannot tell the format from the extension (known: {known}); pass --from/--to"
+    )
+
+
+def format_module(info: FormatInfo) -> ModuleType:
+    """Import a format's module; a missing framework names the extra to install."""
+    try:
+        return importlib.import_module(info.module)
+    except ImportError as exc:
+        from .errors import MissingDependencyError
+
+        missing = getattr(exc, "name", None) or str(exc)
+        raise MissingDependencyError(missing, info.extra, f"the {info.name} format") from exc
