@@ -7,6 +7,8 @@ import click
 from .. import __version__
 from .convert_cmd import convert
 from .inspect_cmd import inspect
+from .roundtrip_cmd import roundtrip
+from .verify_cmd import verify
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +20,5 @@ def cli() -> None:
 
 cli.add_command(convert)
 cli.add_command(inspect)
+cli.add_command(verify)
+cli.add_command(roundtrip)

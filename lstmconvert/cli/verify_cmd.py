@@ -1,0 +1,38 @@
+"""``lstmconvert verify SRC DST``: does DST compute what SRC computes, in the real runtimes?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import FORMAT_CHOICE, hints_from, read_hint_options
+
+
+@click.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--from", "src_format", type=FORMAT_CHOICE, help="SRC's format (default: from the extension).")
+@click.option("--to", "dst_format", type=FORMAT_CHOICE, help="DST's format (default: from the extension).")
+@click.option("--expect", type=click.Choice(["same", "forward-half"]), default=None,
+              help="What DST must compute: SRC's output, or SRC's output in its forward half "
+                   "(default: worked out from the two models' output widths).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--atol", type=float, help="Absolute tolerance (default by dtype: fp32 1e-5, fp16 1e-2, fp64 1e-10).")
+@click.option("--rtol", type=float, help="Relative tolerance (default by dtype: fp32 1e-5, fp16 1e-2, fp64 1e-8).")
+@click.option("--no-diagnose", is_flag=True, help="On a mismatch, skip the search for the likely cause.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@read_hint_options
+def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, atol, rtol, no_diagnose, as_json,
+           **kwargs) -> int:
+    """Run SRC and DST in their own frameworks on the same seeded inputs and compare.
+
+    Exit status: 0 if DST matches, 1 on a mismatch (the failing inputs and the likely cause are
+    printed), 2 if a file cannot be read or run.
+    """
+    from ..verify import verify as run_verify
+
+    report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, src_format=src_format,
+                        dst_format=dst_format, diagnose=not no_diagnose, **hints_from(kwargs))
+    click.echo(report.to_json() if as_json else report.render_text())
+    return 0 if report.passed else 1
