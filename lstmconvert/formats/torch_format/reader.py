@@ -1,0 +1,129 @@
+"""``read``: a PyTorch checkpoint (.pt/.pth state_dict, TorchScript, .pt2 program) -> neutral model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from ...errors import ReadError
+from ...model import Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
+from ...options import ReadHints
+from .checkpoint import Checkpoint, load_checkpoint
+from .config import SequenceLSTMConfig, parse_metadata_blob
+from .discover import discover
+from .naming import FIELD_NAMES, Naming, join, lstm_key
+from .tensors import to_numpy
+
+# Buffers a module may carry that say nothing about the computation (BatchNorm's step counter).
+IGNORED_SUFFIXES = ("num_batches_tracked",)
+
+
+def read(path: Path, hints: ReadHints) -> SequenceModel:
+    """Read a PyTorch LSTM model; see ``checkpoint`` (safety) and ``discover`` (structure)."""
+    checkpoint = load_checkpoint(path)
+    config: Optional[SequenceLSTMConfig] = None
+    if checkpoint.blob is not None:
+        try:
+            config, naming = parse_metadata_blob(checkpoint.blob)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ReadError(path, f"damaged lstmconvert metadata ({exc})") from exc
+    else:
+        shapes = {key: tuple(t.shape) for key, t in checkpoint.tensors.items()}
+        naming = discover(path, shapes, hints)
+    used = _used_keys(path, checkpoint, naming)
+    _refuse_leftovers(path, checkpoint, used)
+    arrays = {key: to_numpy(checkpoint.tensors[key], key) for key in used}
+    return _build(naming, arrays, config, hints, checkpoint)
+
+
+def _used_keys(path: Path, checkpoint: Checkpoint, naming: Naming) -> list:
+    """Every key the naming points at, in file order; ReadError if a required one is missing."""
+    tensors = checkpoint.tensors
+    required, optional = [], []
+    if naming.embedding is not None:
+        required.append(join(naming.embedding, "weight"))
+    for slot in naming.layers:
+        required += [lstm_key(slot.module, p, slot.index, False) for p in ("weight_ih", "weight_hh")]
+        optional += [lstm_key(slot.module, p, slot.index, rev) for rev in (False, True) for p in FIELD_NAMES]
+    for prefix in naming.head:
+        required.append(join(prefix, "weight"))
+        optional.append(join(prefix, "bias"))
+    missing = [k for k in required if k not in tensors]
+    if missing:
+        raise ReadError(path, f"lacks {', '.join(missing)}, which its lstmconvert metadata names")
+    wanted = set(required) | set(optional)
+    return [k for k in tensors if k in wanted]
+
+
+def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
+    """Refuse tensors that are not part of embedding -> LSTM -> head rather than drop them.
+
+    A module with more layers (a normalisation, a second branch...) would compute something else
+    once converted; only step-counter buffers, which do not take part in the computation, pass.
+    """
+    taken = set(used)
+    leftover = [k for k in checkpoint.tensors if k not in taken and not k.endswith(IGNORED_SUFFIXES)]
+    leftover += checkpoint.other
+    if leftover:
+        shown = ", ".join(leftover[:8]) + (f" and {len(leftover) - 8} more" if len(leftover) > 8 else "")
+        raise ReadError(
+            path,
+            f"has tensors outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
+            "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)",
+        )
+
+
+def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], hints: ReadHints,
+           checkpoint: Checkpoint) -> SequenceModel:
+    layers = []
+    for k, slot in enumerate(naming.layers):
+        directions = []
+        for reverse in (False, True):
+            if lstm_key(slot.module, "weight_ih", slot.index, reverse) not in arrays:
+                continue
+            fields = {FIELD_NAMES[p]: arrays.get(lstm_key(slot.module, p, slot.index, reverse)) for p in FIELD_NAMES}
+            directions.append(LSTMDirection(**fields))
+        facts = config.layers[k] if config is not None else None
+        layers.append(LSTMLayer(
+            directions=directions,
+            merge=facts.merge if facts else "concat",  # nn.LSTM concatenates its two directions
+            reverse=facts.reverse if facts else False,
+            reversed_output=facts.reversed_output if facts else False,
+        ))
+    embedding = None
+    if naming.embedding is not None:
+        embedding = Embedding(arrays[join(naming.embedding, "weight")], padding_idx=config.padding_idx if config else None)
+    head = [
+        Dense(
+            weight=arrays[join(prefix, "weight")],
+            bias=arrays.get(join(prefix, "bias")),
+            # A plain state_dict records no activation; lstmconvert's own files do.
+            activation=config.head[j].activation if config else "linear",
+        )
+        for j, prefix in enumerate(naming.head)
+    ]
+    return SequenceModel(
+        layers=layers,
+        embedding=embedding,
+        head=head,
+        input_kind="tokens" if embedding is not None else "features",
+        batch_first=_pick(hints.batch_first, config.batch_first if config else None, False),
+        readout=_pick(hints.readout, config.readout if config else None, "sequence"),
+        masked=config.masked if config else False,
+        mask_value=config.mask_value if config else 0.0,
+        meta={"torch": {
+            "naming": naming.to_dict(),
+            "kind": checkpoint.kind,
+            "container": checkpoint.container,
+            "stripped_prefix": checkpoint.stripped,
+            "module_versions": checkpoint.versions,
+            "written_by_lstmconvert": config is not None,
+        }},
+    )
+
+
+def _pick(hint, stored, default):
+    """An explicit hint wins over what the file stored, which wins over PyTorch's default."""
+    if hint is not None:
+        return hint
+    return stored if stored is not None else default
