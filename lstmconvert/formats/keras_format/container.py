@@ -1,0 +1,230 @@
+"""Open a Keras model file with zipfile, json, h5py and numpy only (no TensorFlow, no Keras).
+
+Two containers carry a whole model:
+
+* ``.keras`` (Keras 3, also written by tf_keras >= 2.13): a zip with ``config.json``,
+  ``metadata.json`` and ``model.weights.h5``. Weights sit in groups named after the *attribute path*
+  of each layer (``layers/lstm_1/cell/vars/0``), not after the layer's name.
+* legacy full-model HDF5 (``model.save("x.h5")`` in Keras 3, tf.keras 2, Keras 2): root attributes
+  ``model_config`` and ``keras_version``; ``model_weights/<layer name>`` groups list their datasets in
+  the ``weight_names`` attribute, and loading is by position in that list.
+
+Both are read lazily inside a ``with`` block so large files are never copied into memory whole.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ...errors import ReadError, UnsupportedError, require
+
+# Keras splits a long attribute over name0, name1, ... (HDF5_OBJECT_HEADER_LIMIT).
+_SPLIT_ATTR_LIMIT = 10_000
+
+
+def _text(value: object) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _h5py():
+    return require("h5py", "keras", "reading Keras files")
+
+
+def read_dataset(dataset, where: str, path: Path) -> np.ndarray:
+    """A dataset as numpy, mapping Keras's opaque bfloat16 storage to ml_dtypes.bfloat16."""
+    try:
+        array = dataset[()]
+    except OSError as exc:  # truncated or corrupted storage
+        raise ReadError(path, f"{where} cannot be read; the file is damaged ({_first_line(exc)})") from exc
+    if not isinstance(array, np.ndarray):
+        array = np.asarray(array)
+    tagged = _text(dataset.attrs["dtype"]) if "dtype" in dataset.attrs else None
+    if tagged == "bfloat16":
+        ml_dtypes = require("ml_dtypes", "keras", "reading bfloat16 Keras weights")
+        if array.dtype.itemsize != 2:
+            raise ReadError(path, f"{where} is tagged bfloat16 but holds {array.dtype.itemsize}-byte values")
+        return array.view(ml_dtypes.bfloat16)
+    if array.dtype.kind not in "fiu":
+        raise ReadError(path, f"{where} holds {array.dtype} data, not numbers")
+    return array
+
+
+class KerasFile:
+    """The parts of a Keras model file lstmconvert needs: config, version and weights."""
+
+    kind = ""  # "keras" or "h5"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config: dict = {}
+        self.keras_version: Optional[str] = None
+
+    @property
+    def keras_major(self) -> Optional[int]:
+        """The major Keras version that wrote the file (2 for tf.keras/tf_keras), None if unknown."""
+        if not self.keras_version:
+            return None
+        head = self.keras_version.split(".")[0]
+        return int(head) if head.isdigit() else None
+
+    def __enter__(self) -> "KerasFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+
+class KerasArchive(KerasFile):
+    """A ``.keras`` zip archive."""
+
+    kind = "keras"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        if not zipfile.is_zipfile(path):
+            raise ReadError(path, "not a zip archive (a .keras file is a zip with config.json and weights)")
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
+        path = self.path
+        try:
+            self._zip = zipfile.ZipFile(path)
+            names = set(self._zip.namelist())
+            if "config.json" not in names:
+                raise ReadError(path, "the archive has no config.json; not a Keras model archive")
+            self.config = self._json("config.json")
+            if "metadata.json" in names:
+                self.keras_version = self._json("metadata.json").get("keras_version")
+            if "model.weights.h5" in names:
+                self._member = self._zip.open("model.weights.h5")
+                self._h5 = _h5py().File(self._member, "r")
+            elif "model.weights.npz" in names:
+                raise UnsupportedError(
+                    f"{path}: weights are stored as model.weights.npz, which holds pickled Keras objects; "
+                    "lstmconvert never unpickles a file (save with the default weights_format='h5')"
+                )
+            else:
+                raise ReadError(path, "the archive has no model.weights.h5")
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ReadError(path, f"damaged .keras archive ({exc})") from exc
+
+    def _json(self, member: str) -> dict:
+        try:
+            value = json.loads(self._zip.read(member))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ReadError(self.path, f"{member} is not valid JSON ({exc})") from exc
+        if not isinstance(value, dict):
+            raise ReadError(self.path, f"{member} is not a JSON object")
+        return value
+
+    def vars(self, group_path: str, where: str) -> list:
+        """The variables saved at ``<group_path>/vars``, in index order (0, 1, ...)."""
+        full = f"{group_path}/vars" if group_path else "vars"
+        group = self._h5.get(full)
+        if group is None:
+            raise ReadError(self.path, f"{where}: model.weights.h5 has no group {full}")
+        keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
+        if any(not k.isdigit() for k in keys) or [int(k) for k in keys] != list(range(len(keys))):
+            raise ReadError(self.path, f"{where}: unexpected entries {list(group.keys())} in {full}")
+        return [read_dataset(group[k], f"{where} ({full}/{k})", self.path) for k in keys]
+
+    def saved_name(self, group_path: str) -> Optional[str]:
+        """The layer name Keras >= 3.? wrote beside a ``vars`` group (absent in older files)."""
+        group = self._h5.get(f"{group_path}/vars")
+        if group is None or "name" not in group.attrs:
+            return None
+        return _text(group.attrs["name"])
+
+    def close(self) -> None:
+        for name in ("_h5", "_member", "_zip"):
+            handle = getattr(self, name, None)
+            if handle is not None:
+                handle.close()
+
+
+class LegacyH5(KerasFile):
+    """A full-model HDF5 file (``model_config`` + ``model_weights``)."""
+
+    kind = "h5"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        h5py = _h5py()
+        try:
+            self._h5 = h5py.File(path, "r")
+        except OSError as exc:
+            raise ReadError(path, f"not a readable HDF5 file ({_first_line(exc)})") from exc
+        try:
+            attrs = self._h5.attrs
+            if "model_config" not in attrs:
+                if "layer_names" in attrs:
+                    raise ReadError(path, "a weights-only HDF5 file (no model_config); save the whole model")
+                raise ReadError(path, "no model_config attribute; not a Keras full-model HDF5 file")
+            try:
+                self.config = json.loads(_text(attrs["model_config"]))
+            except ValueError as exc:
+                raise ReadError(path, f"model_config is not valid JSON ({exc})") from exc
+            if "keras_version" in attrs:
+                self.keras_version = _text(attrs["keras_version"])
+            self.backend = _text(attrs["backend"]) if "backend" in attrs else None
+            self._weights = self._h5.get("model_weights")
+            if self._weights is None:
+                raise ReadError(path, "no model_weights group; the file holds no weights")
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def layer_weights(self, layer_name: str, where: str) -> list:
+        """``(weight_name, array)`` pairs of one layer, in its ``weight_names`` order."""
+        group = self._weights.get(layer_name)
+        if group is None:
+            raise ReadError(self.path, f"{where}: no weights group model_weights/{layer_name}")
+        out = []
+        for name in split_attribute(group.attrs, "weight_names"):
+            dataset = group.get(name)
+            if dataset is None:
+                raise ReadError(self.path, f"{where}: weight {name} is listed but missing")
+            out.append((name, read_dataset(dataset, f"{where} ({name})", self.path)))
+        return out
+
+    def close(self) -> None:
+        self._h5.close()
+
+
+def split_attribute(attrs, name: str) -> list:
+    """A list attribute Keras may have split into ``name0``, ``name1``... because of HDF5 limits."""
+    if name in attrs:
+        values = list(attrs[name])
+    else:
+        values = []
+        for k in range(_SPLIT_ATTR_LIMIT):
+            if f"{name}{k}" not in attrs:
+                break
+            values.extend(attrs[f"{name}{k}"])
+    return [_text(v) for v in values]
+
+
+def open_keras_file(path: Path) -> KerasFile:
+    """Open ``path`` as a .keras archive or a legacy HDF5 model, judged by its first bytes."""
+    with open(path, "rb") as handle:
+        magic = handle.read(8)
+    if magic.startswith(b"PK") or path.suffix.lower() == ".keras":
+        return KerasArchive(path)  # a non-zip .keras is reported as such
+    return LegacyH5(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,308 @@
+"""A Keras model config reduced to a linear chain of layers, from the input to the output.
+
+Sequential models are chains already. A Functional model must be one path from a single Input to a
+single output; the only nodes allowed beside that path are the mask computations Keras 3 records
+for ``Masking`` (``Any(NotEqual(x, mask_value), axis=-1)``) and for ``Embedding(mask_zero=True)``
+(``NotEqual(ids, 0)``). They are checked, not trusted: a mask computed any other way is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ...errors import ReadError, UnsupportedError
+
+# Keras 3 operations (not layers) that may appear as Functional nodes; they own no weights and are
+# not in ``model.layers``, so they take no part in weight-group naming.
+OPERATION_CLASSES = ("NotEqual", "Any", "Flip")
+_MODEL_CLASSES = ("Sequential", "Functional", "Model")
+
+
+@dataclass
+class LayerSpec:
+    """One layer on the chain. ``store_path`` is its weights group in a .keras archive."""
+
+    name: str
+    class_name: str
+    config: dict
+    store_path: Optional[str] = None
+    mask_kwarg: Optional[str] = None  # Functional (Keras 3): "embedding"/"masking" mask it receives
+    args: list = field(default_factory=list)  # constant positional arguments of an operation
+
+    def where(self) -> str:
+        return f"layer '{self.name}' ({self.class_name})"
+
+
+@dataclass
+class LayerChain:
+    """The model as a chain, with what the config says about masks."""
+
+    model_name: str
+    layers: list
+    explicit_masks: bool  # Functional nodes record each layer's mask argument (Keras 3)
+
+
+@dataclass
+class _Node:
+    """One Functional layer: its single call's tensor inputs, constants and keyword arguments."""
+
+    name: str
+    class_name: str
+    config: dict
+    module: str
+    calls: list  # each: (tensors [(layer, node, index)], constants, kwargs)
+
+
+def to_snake_case(name: str) -> str:
+    """Keras's naming.to_snake_case, which names weight groups after layer classes."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def layer_chain(model_config: dict, path: Path) -> LayerChain:
+    """Reduce a serialized model (``{"class_name", "config"}``) to a LayerChain."""
+    if not isinstance(model_config, dict) or "class_name" not in model_config:
+        raise ReadError(path, "the model config has no class_name; not a Keras model config")
+    cls = model_config["class_name"]
+    config = model_config.get("config")
+    if cls == "Sequential":
+        return _sequential(config, path)
+    if cls in ("Functional", "Model") and isinstance(config, dict) and "input_layers" in config:
+        return _functional(config, path)
+    raise UnsupportedError(
+        f"{path}: model class {cls!r} is not supported; lstmconvert reads Sequential models and "
+        "Functional models that are a single chain of layers"
+    )
+
+
+def _entries(config: object, path: Path) -> list:
+    layers = config.get("layers") if isinstance(config, dict) else config  # Keras 2.2 stored a bare list
+    if not isinstance(layers, list) or not all(isinstance(e, dict) and "class_name" in e for e in layers):
+        raise ReadError(path, "the model config has no readable list of layers")
+    return layers
+
+
+def _name(entry: dict) -> str:
+    config = entry.get("config") if isinstance(entry.get("config"), dict) else {}
+    return str(entry.get("name") or config.get("name") or entry["class_name"])
+
+
+def _sequential(config: object, path: Path) -> LayerChain:
+    entries = _entries(config, path)
+    specs = [LayerSpec(_name(e), e["class_name"], e.get("config") or {}) for e in entries]
+    # Sequential.layers leaves out a leading InputLayer, and weight groups follow model.layers.
+    named = specs[1:] if specs and specs[0].class_name == "InputLayer" else specs
+    _assign_store_paths(named)
+    _refuse_nested(specs, path)
+    model_name = config.get("name", "sequential") if isinstance(config, dict) else "sequential"
+    return LayerChain(model_name, specs, explicit_masks=False)
+
+
+def _functional(config: dict, path: Path) -> LayerChain:
+    nodes = {}
+    order = []
+    explicit = False
+    for entry in _entries(config, path):
+        name = _name(entry)
+        calls, style = _calls(entry.get("inbound_nodes", []), name, path)
+        explicit = explicit or style == "keras3"
+        if name in nodes:
+            raise ReadError(path, f"two layers are named {name!r}")
+        nodes[name] = _Node(name, entry["class_name"], entry.get("config") or {}, str(entry.get("module") or ""), calls)
+        order.append(name)
+    source = _single_endpoint(config.get("input_layers"), "input", path)
+    sink = _single_endpoint(config.get("output_layers"), "output", path)
+    for name in (source, sink):
+        if name not in nodes:
+            raise ReadError(path, f"the config names {name!r} as an endpoint but has no such layer")
+
+    # Walk back from the output along each node's single tensor input.
+    chain = []
+    seen = set()
+    current = sink
+    while True:
+        node = nodes[current]
+        if current in seen:
+            raise ReadError(path, f"the layer graph has a cycle through {current!r}")
+        seen.add(current)
+        chain.append(node)
+        if node.class_name == "InputLayer":
+            break
+        if len(node.calls) != 1:
+            raise UnsupportedError(
+                f"{path}: layer '{node.name}' ({node.class_name}) is called {len(node.calls)} times; "
+                "shared layers are not supported"
+            )
+        tensors, _, _ = node.calls[0]
+        if len(tensors) != 1:
+            raise UnsupportedError(
+                f"{path}: layer '{node.name}' ({node.class_name}) takes {len(tensors)} inputs; only a "
+                "single chain of layers is supported (no branches or merges)"
+            )
+        current = tensors[0][0]
+        if current not in nodes:
+            raise ReadError(path, f"layer '{node.name}' reads from unknown layer {current!r}")
+    chain.reverse()
+    if chain[0].name != source:
+        raise UnsupportedError(f"{path}: the output does not depend on the model input {source!r} alone")
+
+    on_chain = {n.name for n in chain}
+    masks = _mask_sources(nodes, chain, on_chain, path)
+    specs = []
+    for node in chain:
+        constants, kwargs = (node.calls[0][1], node.calls[0][2]) if node.calls else ([], {})
+        spec = LayerSpec(node.name, node.class_name, node.config, args=constants)
+        spec.mask_kwarg = _call_kwargs(node, kwargs, masks, path)
+        specs.append(spec)
+    # Weight groups follow model.layers: every Layer of the config in order (operations excluded).
+    by_name = {s.name: s for s in specs}
+    _assign_store_paths([
+        by_name.get(n) or LayerSpec(n, nodes[n].class_name, nodes[n].config)
+        for n in order
+        if not _is_operation(nodes[n])
+    ])
+    _refuse_nested(specs, path)
+    return LayerChain(str(config.get("name", "functional")), specs, explicit_masks=explicit)
+
+
+def _calls(inbound: object, name: str, path: Path) -> tuple:
+    """Normalize ``inbound_nodes`` of both the Keras 3 and the tf.keras / Keras 2 config styles."""
+    if not isinstance(inbound, list):
+        raise ReadError(path, f"layer {name!r} has unreadable inbound_nodes")
+    calls = []
+    style = None
+    for node in inbound:
+        if isinstance(node, dict):  # Keras 3: {"args": [...], "kwargs": {...}}
+            style = "keras3"
+            tensors, constants = [], []
+            for arg in node.get("args", []):
+                ref = _tensor_ref(arg)
+                if ref is not None:
+                    tensors.append(ref)
+                elif isinstance(arg, list) and any(_tensor_ref(a) is not None for a in arg):
+                    tensors.extend(r for r in map(_tensor_ref, arg) if r is not None)
+                else:
+                    constants.append(arg)
+            calls.append((tensors, constants, dict(node.get("kwargs") or {})))
+        elif isinstance(node, list):  # tf.keras / Keras 2: [[layer, node, index, kwargs], ...]
+            style = "keras2"
+            tensors, kwargs = [], {}
+            for ref in node:
+                if not isinstance(ref, list) or len(ref) < 3:
+                    raise ReadError(path, f"layer {name!r} has an unreadable inbound node {ref!r}")
+                tensors.append((str(ref[0]), ref[1], ref[2]))
+                if len(ref) > 3 and isinstance(ref[3], dict):
+                    kwargs.update(ref[3])
+            calls.append((tensors, [], kwargs))
+        else:
+            raise ReadError(path, f"layer {name!r} has an unreadable inbound node")
+    return calls, style
+
+
+def _tensor_ref(value: object) -> Optional[tuple]:
+    if isinstance(value, dict) and value.get("class_name") == "__keras_tensor__":
+        history = (value.get("config") or {}).get("keras_history")
+        if isinstance(history, list) and len(history) == 3:
+            return (str(history[0]), history[1], history[2])
+    return None
+
+
+def _single_endpoint(value: object, what: str, path: Path) -> str:
+    """``input_layers`` / ``output_layers``: ``[name, 0, 0]`` or ``[[name, 0, 0]]``; exactly one."""
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ReadError(path, f"the model config names no {what}")
+    if len(value) != 1:
+        raise UnsupportedError(f"{path}: the model has {len(value)} {what}s; only one is supported")
+    return str(value[0][0])
+
+
+def _is_operation(node: _Node) -> bool:
+    return node.class_name in OPERATION_CLASSES or ".ops." in f".{node.module}."
+
+
+def _mask_sources(nodes: dict, chain: list, on_chain: set, path: Path) -> dict:
+    """Check every node off the chain is a recognised mask computation; map it to its source.
+
+    Returns {node name: "embedding" | "masking"}.
+    """
+    chain_input = {node.name: node.calls[0][0][0][0] for node in chain if node.calls}
+    embedding = next((n for n in chain if n.class_name == "Embedding"), None)
+    masking = next((n for n in chain if n.class_name == "Masking"), None)
+    sources = {}
+    for name, node in nodes.items():
+        if name in on_chain:
+            continue
+        kind = None
+        if node.class_name == "NotEqual" and len(node.calls) == 1:
+            tensors, constants, _ = node.calls[0]
+            if len(tensors) == 1 and len(constants) == 1:
+                (src, _, _), value = tensors[0], constants[0]
+                if embedding is not None and embedding.config.get("mask_zero") and src == chain_input[embedding.name] and value == 0:
+                    kind = "embedding"
+                elif masking is not None and src == chain_input[masking.name] and value == masking.config.get("mask_value", 0.0):
+                    kind = "not-equal"
+        sources[name] = kind
+    for name, node in nodes.items():
+        if name in on_chain or sources[name] is not None:
+            continue
+        if node.class_name == "Any" and len(node.calls) == 1:
+            tensors, constants, kwargs = node.calls[0]
+            cfg = {**node.config, **kwargs}
+            if (len(tensors) == 1 and not constants and sources.get(tensors[0][0]) == "not-equal"
+                    and cfg.get("axis") == -1 and not cfg.get("keepdims", False)):
+                sources[name] = "masking"
+    for name, kind in sources.items():
+        if kind is None:
+            node = nodes[name]
+            raise UnsupportedError(
+                f"{path}: layer '{name}' ({node.class_name}) is off the single path from input to output; "
+                "branches are not supported"
+            )
+    return {name: kind for name, kind in sources.items() if kind in ("embedding", "masking")}
+
+
+def _call_kwargs(node: _Node, kwargs: dict, masks: dict, path: Path) -> Optional[str]:
+    """Allow only ``training`` (False/None) and a recognised ``mask`` as call arguments."""
+    where = f"{path}: layer '{node.name}' ({node.class_name})"
+    mask = None
+    for key, value in kwargs.items():
+        if key == "training":
+            if value:
+                raise UnsupportedError(f"{where} is called with training=True, so its dropout would stay active at inference")
+        elif key == "mask":
+            ref = _tensor_ref(value)
+            if value is None:
+                continue
+            if ref is None or ref[0] not in masks:
+                raise UnsupportedError(f"{where} receives a mask that is not computed by its Embedding or Masking")
+            mask = masks[ref[0]]
+        else:
+            raise UnsupportedError(f"{where} is called with {key}=...; only plain calls are supported")
+    return mask
+
+
+def _assign_store_paths(specs: list) -> None:
+    """``layers/<snake_case class>[_k]``: Keras 3's names for weight groups, deduplicated in order."""
+    used: dict = {}
+    for spec in specs:
+        base = to_snake_case(spec.class_name)
+        if base in used:
+            used[base] += 1
+            spec.store_path = f"layers/{base}_{used[base]}"
+        else:
+            used[base] = 0
+            spec.store_path = f"layers/{base}"
+
+
+def _refuse_nested(specs: list, path: Path) -> None:
+    for spec in specs:
+        if spec.class_name in _MODEL_CLASSES:
+            raise UnsupportedError(
+                f"{path}: {spec.where()} is a nested model; save the inner model on its own or flatten it"
+            )

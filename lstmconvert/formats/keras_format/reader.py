@@ -1,0 +1,351 @@
+"""Read a Keras model file into the neutral model, without importing TensorFlow or Keras.
+
+Supported chain: ``[InputLayer] -> [Embedding | Masking] -> LSTM / Bidirectional(LSTM) ... -> Dense /
+TimeDistributed(Dense) [-> Activation] ...``, with inference no-ops (Dropout and friends) anywhere.
+Everything else is refused with the layer's name and class. Kernels become ``(out, in)`` matrices
+(transposes, bit-exact); Keras's single LSTM bias becomes ``b_ih``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ...errors import ReadError, UnsupportedError
+from ...model import HEAD_ACTIVATIONS, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
+from ...options import ReadHints
+from .config import activation_name, policy_name, read_activation
+from .container import KerasArchive, KerasFile, open_keras_file
+from .graph import LayerChain, LayerSpec, layer_chain
+
+# Layers that compute the identity at inference.
+NO_OP_CLASSES = (
+    "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
+    "ActivityRegularization", "Identity",
+)
+MERGE_MODES = ("concat", "sum", "ave", "mul")
+
+
+def read(path: Path, hints: ReadHints) -> SequenceModel:
+    """Read a ``.keras`` archive or a full-model ``.h5`` (Keras 3, tf.keras 2, Keras 2)."""
+    if hints.batch_first is False:
+        raise UnsupportedError(f"{path}: Keras models are batch-first; --seq-first does not apply")
+    with open_keras_file(path) as handle:
+        chain = layer_chain(handle.config, path)
+        model = _ChainReader(handle, chain, path).read()
+    if hints.readout is not None and hints.readout != model.readout:
+        raise UnsupportedError(
+            f"{path}: the file's last LSTM gives readout {model.readout!r}; --readout {hints.readout} "
+            "does not apply to Keras files"
+        )
+    return model
+
+
+class _ChainReader:
+    """Walks the layer chain once, filling the neutral model's parts in order."""
+
+    def __init__(self, handle: KerasFile, chain: LayerChain, path: Path) -> None:
+        self.file = handle
+        self.chain = chain
+        self.path = path
+        self.embedding: Optional[Embedding] = None
+        self.masking: Optional[str] = None  # "embedding" or "masking": where the mask comes from
+        self.mask_value = 0.0
+        self.layers: list = []
+        self.head: list = []
+        self.readout = "sequence"
+        self.input_dtype: Optional[str] = None
+        self.names: dict = {"embedding": None, "masking": None, "layers": [], "head": []}
+
+    # -- the walk ------------------------------------------------------------------------------
+    def read(self) -> SequenceModel:
+        for spec in self.chain.layers:
+            self._layer(spec)
+        if not self.layers:
+            raise ReadError(self.path, "no LSTM layer in the model")
+        return SequenceModel(
+            layers=self.layers,
+            embedding=self.embedding,
+            head=self.head,
+            input_kind="tokens" if self.embedding is not None else "features",
+            batch_first=True,
+            readout=self.readout,
+            masked=self.masking is not None,
+            mask_value=self.mask_value,
+            meta={"keras": {
+                "container": self.file.kind,
+                "keras_version": self.file.keras_version,
+                "model_name": self.chain.model_name,
+                "input_dtype": self.input_dtype,
+                "names": self.names,
+            }},
+        )
+
+    def _layer(self, spec: LayerSpec) -> None:
+        cls = spec.class_name
+        if cls in NO_OP_CLASSES:
+            return
+        handler = {
+            "InputLayer": self._input,
+            "Embedding": self._embedding,
+            "Masking": self._masking,
+            "LSTM": self._lstm,
+            "Bidirectional": self._bidirectional,
+            "Flip": self._flip,
+            "Dense": self._dense,
+            "TimeDistributed": self._time_distributed,
+            "Activation": self._activation,
+        }.get(cls)
+        if handler is None:
+            raise self._unsupported(
+                spec, "is not supported; lstmconvert reads [Embedding | Masking] -> LSTM / "
+                "Bidirectional(LSTM) -> Dense models"
+            )
+        try:
+            handler(spec)
+        except UnsupportedError as exc:  # name the file in refusals raised by the shared helpers
+            if str(self.path) in str(exc):
+                raise
+            raise UnsupportedError(f"{self.path}: {exc}") from exc
+
+    def _unsupported(self, spec: LayerSpec, problem: str) -> UnsupportedError:
+        return UnsupportedError(f"{self.path}: {spec.where()} {problem}")
+
+    # -- input side ----------------------------------------------------------------------------
+    def _input(self, spec: LayerSpec) -> None:
+        cfg = spec.config
+        if cfg.get("sparse") or cfg.get("ragged"):
+            raise self._unsupported(spec, "takes sparse or ragged tensors")
+        dtype = cfg.get("dtype")
+        self.input_dtype = dtype if isinstance(dtype, str) else None
+
+    def _embedding(self, spec: LayerSpec) -> None:
+        if self.embedding is not None or self.masking or self.layers:
+            raise self._unsupported(spec, "must be the first layer after the input")
+        cfg = spec.config
+        self._refuse_extras(spec)
+        dtype = policy_name(cfg, self._where(spec))
+        (weight,) = self._weights(spec, [("", ["embeddings"])])
+        shape = (cfg.get("input_dim"), cfg.get("output_dim"))
+        if weight.ndim != 2 or (None not in shape and weight.shape != shape):
+            raise ReadError(self.path, f"{self._where(spec)}: embeddings are {weight.shape}, config says {shape}")
+        self._check_dtype(spec, dtype, [weight])
+        self.embedding = Embedding(weight=weight)
+        self.names["embedding"] = spec.name
+        if cfg.get("mask_zero"):
+            self.masking = "embedding"
+
+    def _masking(self, spec: LayerSpec) -> None:
+        if self.embedding is not None or self.masking or self.layers:
+            raise self._unsupported(spec, "must come before the first LSTM and act on the input features")
+        value = spec.config.get("mask_value", 0.0)
+        if not isinstance(value, (int, float)):
+            raise self._unsupported(spec, f"has mask_value {value!r}; only a number is supported")
+        self.masking = "masking"
+        self.mask_value = float(value)
+        self.names["masking"] = spec.name
+
+    # -- recurrent layers ----------------------------------------------------------------------
+    def _before_lstm(self, spec: LayerSpec) -> None:
+        if self.head:
+            raise self._unsupported(spec, "follows a Dense layer; only Dense layers may follow the LSTMs")
+        if self.readout == "last":
+            raise self._unsupported(spec, "follows an LSTM with return_sequences=False")
+        if self.chain.explicit_masks and self.masking and spec.mask_kwarg != self.masking:
+            raise self._unsupported(spec, "is not given the input's mask although the model masks its input")
+
+    def _lstm(self, spec: LayerSpec) -> None:
+        self._before_lstm(spec)
+        cfg = spec.config
+        where = self._where(spec)
+        _check_lstm_options(cfg, where)
+        arrays = self._weights(spec, [("cell", _lstm_names(cfg))])
+        direction = self._direction(cfg, arrays, spec, where)
+        sequences = bool(cfg.get("return_sequences", False))
+        reverse = bool(cfg.get("go_backwards", False))
+        if reverse and sequences and self.masking:
+            raise self._unsupported(
+                spec, "runs backward (go_backwards) and returns sequences in a masked model: Keras returns "
+                "that sequence reversed over the padded length, misaligned with the mask, which no other "
+                "format can express"
+            )
+        self.layers.append(LSTMLayer([direction], reverse=reverse, reversed_output=reverse and sequences))
+        self.names["layers"].append({"name": spec.name, "class": "LSTM"})
+        self.readout = "sequence" if sequences else "last"
+
+    def _bidirectional(self, spec: LayerSpec) -> None:
+        self._before_lstm(spec)
+        cfg = spec.config
+        where = self._where(spec)
+        merge = cfg.get("merge_mode", "concat")
+        if merge not in MERGE_MODES:
+            raise self._unsupported(spec, f"has merge_mode {merge!r}; supported: {', '.join(MERGE_MODES)}")
+        forward = _wrapped(cfg.get("layer"), spec, self.path, "layer")
+        if cfg.get("backward_layer") is not None:
+            backward = _wrapped(cfg["backward_layer"], spec, self.path, "backward_layer")
+        else:  # tf.keras leaves it out: the backward layer is the forward config with go_backwards flipped
+            backward = {**forward, "go_backwards": not forward.get("go_backwards", False)}
+        if forward.get("go_backwards") or not backward.get("go_backwards"):
+            raise self._unsupported(spec, "wraps a forward layer that runs backward (go_backwards=True)")
+        for inner in (forward, backward):
+            _check_lstm_options(inner, f"{where} ({inner.get('name', 'inner LSTM')})")
+        if bool(forward.get("return_sequences")) != bool(backward.get("return_sequences")):
+            raise self._unsupported(spec, "has directions that disagree on return_sequences")
+        fwd_names, bwd_names = _lstm_names(forward), _lstm_names(backward)
+        arrays = self._weights(spec, [("forward_layer/cell", fwd_names), ("backward_layer/cell", bwd_names)])
+        directions = [
+            self._direction(forward, arrays[: len(fwd_names)], spec, f"{where} forward"),
+            self._direction(backward, arrays[len(fwd_names):], spec, f"{where} backward"),
+        ]
+        self.layers.append(LSTMLayer(directions, merge=merge))
+        self.names["layers"].append({"name": spec.name, "class": "Bidirectional"})
+        self.readout = "sequence" if forward.get("return_sequences") else "last"
+
+    def _flip(self, spec: LayerSpec) -> None:
+        """``ops.flip(x, axis=1)`` right after a go_backwards LSTM puts its output back in time order."""
+        axis = spec.config.get("axis", spec.args[0] if spec.args else None)
+        last = self.layers[-1] if self.layers else None
+        if (axis != 1 or last is None or self.head or not last.reverse or not last.reversed_output
+                or self.readout != "sequence"):
+            raise self._unsupported(spec, "is only supported as flip(axis=1) right after a go_backwards LSTM")
+        last.reversed_output = False
+
+    def _direction(self, cfg: dict, arrays: list, spec: LayerSpec, where: str) -> LSTMDirection:
+        units = cfg.get("units")
+        dtype = policy_name(cfg, where) or policy_name(spec.config, where)
+        kernel, recurrent = arrays[0], arrays[1]
+        bias = arrays[2] if len(arrays) > 2 else None
+        hidden = recurrent.shape[0] if recurrent.ndim == 2 else -1
+        expect = {"kernel": (kernel.shape[0] if kernel.ndim == 2 else -1, 4 * hidden),
+                  "recurrent_kernel": (hidden, 4 * hidden), "bias": (4 * hidden,)}
+        for name, array in zip(("kernel", "recurrent_kernel", "bias"), arrays):
+            if array.shape != expect[name] or (units is not None and hidden != units):
+                raise ReadError(self.path, f"{where}: {name} is {array.shape}, expected {expect[name]} for units={units}")
+        self._check_dtype(spec, dtype, arrays)
+        major = self.file.keras_major
+        cell = read_activation(cfg.get("activation", "tanh"), major, f"{where} activation")
+        gate = read_activation(cfg.get("recurrent_activation", "sigmoid"), major, f"{where} recurrent_activation")
+        return LSTMDirection(
+            w_ih=np.ascontiguousarray(kernel.T),
+            w_hh=np.ascontiguousarray(recurrent.T),
+            b_ih=bias,
+            activations=(gate, cell, cell),
+        )
+
+    # -- head ----------------------------------------------------------------------------------
+    def _dense(self, spec: LayerSpec, cfg: Optional[dict] = None, parts: str = "") -> None:
+        cfg = spec.config if cfg is None else cfg
+        if not self.layers:
+            raise self._unsupported(spec, "comes before the first LSTM; only Dense layers after the LSTMs are supported")
+        where = self._where(spec)
+        self._refuse_extras(spec, cfg)
+        dtype = policy_name(cfg, where)
+        names = ["kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
+        arrays = self._weights(spec, [(parts, names)])
+        kernel = arrays[0]
+        bias = arrays[1] if len(arrays) > 1 else None
+        units = cfg.get("units")
+        if kernel.ndim != 2 or (units is not None and kernel.shape[1] != units) or (
+                bias is not None and bias.shape != (kernel.shape[1],)):
+            raise ReadError(self.path, f"{where}: kernel {kernel.shape} / bias {getattr(bias, 'shape', None)} do not fit units={units}")
+        self._check_dtype(spec, dtype, arrays)
+        activation = activation_name(cfg.get("activation", "linear"), f"{where} activation")
+        if activation not in HEAD_ACTIVATIONS:
+            raise self._unsupported(spec, f"has activation {activation!r}; supported: {', '.join(HEAD_ACTIVATIONS)}")
+        self.head.append(Dense(weight=np.ascontiguousarray(kernel.T), bias=bias, activation=activation))
+        self.names["head"].append(spec.name)
+
+    def _time_distributed(self, spec: LayerSpec) -> None:
+        inner = spec.config.get("layer") or {}
+        if inner.get("class_name") != "Dense":
+            raise self._unsupported(spec, f"wraps {inner.get('class_name')!r}; only TimeDistributed(Dense) is supported")
+        if self.readout != "sequence":
+            raise self._unsupported(spec, "follows an LSTM that returns no sequence")
+        self._dense(spec, inner.get("config") or {}, parts="layer")
+
+    def _activation(self, spec: LayerSpec) -> None:
+        """An Activation layer right after a linear Dense is that Dense's activation."""
+        name = activation_name(spec.config.get("activation", "linear"), f"{self._where(spec)} activation")
+        if name == "linear":
+            return
+        if not self.head or self.head[-1].activation != "linear" or name not in HEAD_ACTIVATIONS:
+            raise self._unsupported(
+                spec, f"applies {name!r} where lstmconvert can only fold {', '.join(HEAD_ACTIVATIONS)} "
+                "into a preceding linear Dense layer"
+            )
+        self.head[-1].activation = name
+
+    # -- weights -------------------------------------------------------------------------------
+    def _weights(self, spec: LayerSpec, parts: list) -> list:
+        """The layer's arrays in Keras's get_weights() order, checked against the expected names.
+
+        ``parts``: (sub-path of the layer's .keras weights group, expected variable names) pairs.
+        """
+        where = self._where(spec)
+        if isinstance(self.file, KerasArchive):
+            saved = self.file.saved_name(spec.store_path)
+            if saved is not None and saved != spec.name:
+                raise ReadError(self.path, f"{where}: weights group {spec.store_path} belongs to layer {saved!r}")
+            arrays = []
+            for part, names in parts:
+                group = f"{spec.store_path}/{part}" if part else spec.store_path
+                found = self.file.vars(group, where)
+                if len(found) != len(names):
+                    raise ReadError(
+                        self.path, f"{where}: {group} holds {len(found)} variables, expected {len(names)} ({', '.join(names)})"
+                    )
+                arrays.extend(found)
+            if any(part for part, _ in parts) and self.file.vars(spec.store_path, where):
+                raise ReadError(self.path, f"{where}: unexpected variables in {spec.store_path}/vars")
+            return arrays
+        expected = [n for _, names in parts for n in names]
+        found = self.file.layer_weights(spec.name, where)
+        stored = [_base_name(n) for n, _ in found]
+        if stored != expected:
+            raise ReadError(self.path, f"{where}: stored weights {stored}, expected {expected}")
+        return [a for _, a in found]
+
+    def _check_dtype(self, spec: LayerSpec, dtype: Optional[str], arrays: list) -> None:
+        kinds = {str(a.dtype) for a in arrays}
+        if len(kinds) != 1 or (dtype is not None and kinds != {dtype}):
+            raise ReadError(self.path, f"{self._where(spec)}: weights stored as {sorted(kinds)} but the layer dtype is {dtype}")
+
+    def _refuse_extras(self, spec: LayerSpec, cfg: Optional[dict] = None) -> None:
+        cfg = spec.config if cfg is None else cfg
+        if cfg.get("lora_rank") or cfg.get("lora_enabled"):
+            raise self._unsupported(spec, "has LoRA weights")
+        if cfg.get("quantization_config"):
+            raise self._unsupported(spec, "is quantized")
+
+    def _where(self, spec: LayerSpec) -> str:
+        return spec.where()
+
+
+def _lstm_names(cfg: dict) -> list:
+    return ["kernel", "recurrent_kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
+
+
+def _base_name(weight_name: str) -> str:
+    """``sequential/lstm/lstm_cell/kernel`` or ``lstm/lstm_cell/kernel:0`` -> ``kernel``."""
+    return weight_name.split("/")[-1].split(":")[0]
+
+
+def _wrapped(entry: object, spec: LayerSpec, path: Path, key: str) -> dict:
+    """The config of the LSTM a Bidirectional wraps; refuse any other recurrent layer."""
+    if not isinstance(entry, dict) or "class_name" not in entry:
+        raise ReadError(path, f"{spec.where()} has no readable {key!r} config")
+    if entry["class_name"] != "LSTM":
+        raise UnsupportedError(f"{path}: {spec.where()} wraps a {entry['class_name']}; only LSTM is supported")
+    return dict(entry.get("config") or {})
+
+
+def _check_lstm_options(cfg: dict, where: str) -> None:
+    """Refuse the LSTM options that change the computation in ways the neutral model cannot hold."""
+    if cfg.get("return_state"):
+        raise UnsupportedError(f"{where}: return_state=True (several outputs) is not supported")
+    if cfg.get("stateful"):
+        raise UnsupportedError(f"{where}: stateful=True carries state across batches; not supported")
+    if cfg.get("time_major"):
+        raise UnsupportedError(f"{where}: time_major=True is not supported (Keras models are batch-first)")
