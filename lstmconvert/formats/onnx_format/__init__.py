@@ -1,0 +1,13 @@
+"""The ONNX format: read graphs with ``LSTM`` operators, write them, run them in onnxruntime.
+
+Imports only onnx, onnxruntime and numpy, so converting to or from ONNX never loads PyTorch or
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+from .reader import read
+from .runtime import run
+from .writer import write
+
+__all__ = ["read", "write", "run"]

@@ -1,0 +1,197 @@
+"""What a tensor on the model's data path means, as the reader walks the graph.
+
+Each data tensor gets a ``Flow``: its axes (each a tuple of *atoms*), what kind of data it holds
+and which part of the model produced it. Atoms are the two input axes (``i0``, ``i1``; the first
+LSTM tells which is time and which is batch), ``D`` (LSTM directions), ``F`` (features) and ``1``
+(a unit axis). An axis with several atoms is a row-major merge, e.g. ``(D, F)`` is the directions
+concatenated feature-wise, forward first.
+
+For LSTM outputs ``entries`` say which (layer, direction, output) each position of the ``D`` axis
+holds, or, once ``D`` is gone, each ``F`` block in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import numpy as np
+
+from ...model import Dense, Embedding, LSTMLayer
+from .symbolic import Dim
+
+INPUT_ATOMS = ("i0", "i1")
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """Where an LSTM's ``sequence_lens`` come from: a graph input, or counted from the padding."""
+
+    source: str  # "input" or "padding"
+    input_name: str
+    time_atom: Optional[str] = None  # padding: the input axis counted over
+    pad_value: Optional[float] = None
+
+
+@dataclass(frozen=True, eq=False)
+class LayerRecord:
+    """One LSTM node read into a neutral layer (its merge is settled by the layer's consumer)."""
+
+    node_name: str
+    layer: LSTMLayer
+    layout: int
+
+
+@dataclass(frozen=True, eq=False)
+class Prefix:
+    """The model up to a tensor: input, embedding, LSTM layers, how lengths are found."""
+
+    input_name: str
+    input_kind: str  # "tokens" or "features"
+    time_atom: Optional[str] = None
+    embedding: Optional[Embedding] = None
+    embedding_node: Optional[str] = None
+    layers: tuple = ()
+    lengths: Optional[Lengths] = None
+
+    def key(self) -> tuple:
+        return (self.input_name, self.embedding_node, tuple(r.node_name for r in self.layers))
+
+    @property
+    def batch_atom(self) -> Optional[str]:
+        if self.time_atom is None:
+            return None
+        return INPUT_ATOMS[1] if self.time_atom == INPUT_ATOMS[0] else INPUT_ATOMS[0]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One LSTM output slice: ``what`` is "seq" (every step, original order), "rev" (every step,
+    reversed in time), "Y_h" (final state), "Y@first"/"Y@last" (one step of Y)."""
+
+    layer: int
+    direction: int
+    what: str
+
+
+@dataclass(frozen=True, eq=False)
+class Flow:
+    kind: str  # "ids", "features" or "lstm"
+    axes: tuple
+    width: Optional[int]  # size of the F atom (per direction block for "lstm")
+    dtype: np.dtype
+    prefix: Prefix
+    entries: tuple = ()
+    merge: Optional[str] = None  # "sum"/"ave"/"mul" once the D axis was reduced that way
+    readout: Optional[str] = None  # set once the LSTM stack's output is settled
+    head: tuple = field(default=())
+
+    def evolve(self, **changes) -> "Flow":
+        return replace(self, **changes)
+
+    @property
+    def rank(self) -> int:
+        return len(self.axes)
+
+    def axis_of(self, atom: str) -> Optional[int]:
+        for k, axis in enumerate(self.axes):
+            if atom in axis:
+                return k
+        return None
+
+    def atom_size(self, atom: str) -> Optional[int]:
+        if atom == "D":
+            return len(self.entries)
+        if atom == "F":
+            return self.width
+        if atom == "1":
+            return 1
+        return None
+
+    def dims(self) -> Optional[list]:
+        """Symbolic size of every axis (None if the feature width is not known yet)."""
+        out = []
+        for axis in self.axes:
+            dim = Dim(1)
+            for atom in axis:
+                size = self.atom_size(atom)
+                if size is None and atom not in INPUT_ATOMS:
+                    return None
+                dim = dim * (Dim(1, (atom,)) if size is None else Dim(size))
+            out.append(dim)
+        return out
+
+
+def group_reshape(flow: Flow, target: list) -> Optional[tuple]:
+    """The axes after reshaping ``flow`` to ``target`` (Dims; 0 = copy that axis, -1 = infer), or None.
+
+    A row-major reshape keeps the order of the atoms and only regroups them, so each target entry
+    must take a run of consecutive atoms whose sizes multiply to it. Unit atoms (size 1, such as a
+    single-direction ``D``) carry no data and are dropped. A known integer may stand for one
+    symbolic atom: exporters sometimes bake the example's batch or time size into a shape.
+    """
+    atoms = [(atom, flow.atom_size(atom)) for axis in flow.axes for atom in axis]
+    dims = []
+    for k, dim in enumerate(target):
+        if dim.known and dim.coef == 0:  # copy input axis k
+            if k >= len(flow.axes):
+                return None
+            dims.append(flow.dims()[k])
+        else:
+            dims.append(dim)
+    infer = [k for k, d in enumerate(dims) if d.known and d.coef == -1]
+    if len(infer) > 1 or any(d.coef <= 0 and not (d.known and d.coef == -1) for d in dims):
+        return None
+    if not infer:
+        groups, rest = _take(atoms, dims)
+        if groups is None or any(size != 1 for _, size in rest):
+            return None
+        return tuple(groups)
+    split = infer[0]
+    left, rest = _take(atoms, dims[:split])
+    if left is None:
+        return None
+    right, middle = _take(list(reversed(rest)), list(reversed(dims[split + 1:])))
+    if right is None:
+        return None
+    inferred = tuple(a for a, size in middle[::-1] if size != 1) or ("1",)
+    return tuple(left) + (inferred,) + tuple(g[::-1] for g in reversed(right))
+
+
+def _take(atoms: list, dims: list) -> tuple:
+    """Consume ``atoms`` from the front into one group per dim; (groups, leftover) or (None, None)."""
+    groups, pos = [], 0
+    for dim in dims:
+        if dim.known and dim.coef == 1:
+            if pos < len(atoms) and atoms[pos][1] == 1:
+                groups.append((atoms[pos][0],))
+                pos += 1
+            else:
+                groups.append(("1",))
+            continue
+        group, coef, symbols = [], 1, []
+        while True:
+            while pos < len(atoms) and atoms[pos][1] == 1:
+                pos += 1  # unit atoms carry nothing
+            if group and coef == dim.coef and sorted(symbols) == sorted(dim.atoms):
+                break
+            if pos >= len(atoms):
+                return None, None
+            atom, size = atoms[pos]
+            if size is None:
+                if symbols.count(atom) < dim.atoms.count(atom):
+                    symbols.append(atom)
+                elif dim.known and not group:
+                    group.append(atom)  # a baked-in size standing for this symbolic axis
+                    pos += 1
+                    break
+                else:
+                    return None, None
+            else:
+                coef *= size
+                if dim.coef % coef:
+                    return None, None
+            group.append(atom)
+            pos += 1
+        groups.append(tuple(group))
+    return groups, atoms[pos:]

@@ -1,0 +1,64 @@
+"""A small helper that accumulates nodes and initializers with unique, readable names."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+class GraphBuilder:
+    """Collects the nodes and initializers of one graph."""
+
+    def __init__(self, opset: int) -> None:
+        self.opset = opset
+        self.nodes: list = []
+        self.initializers: list = []
+        self._used: set = set()
+
+    def fresh(self, hint: str) -> str:
+        """A name not used yet, based on ``hint``."""
+        name, k = hint, 1
+        while name in self._used:
+            name = f"{hint}_{k}"
+            k += 1
+        self._used.add(name)
+        return name
+
+    def reserve(self, name: str) -> None:
+        self._used.add(name)
+
+    def const(self, hint: str, array: np.ndarray) -> str:
+        """Store ``array`` as an initializer (bit for bit) and return its name."""
+        name = self.fresh(hint)
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        return name
+
+    def node(self, op: str, inputs: list, outputs: int = 1, name: str = "", **attrs) -> Union[str, list]:
+        """Add ``op``; returns its output name (a list when ``outputs`` > 1; "" leaves an output unused)."""
+        node_name = self.fresh(name or op)
+        out_names = [self.fresh(f"{node_name}_out{k}" if outputs > 1 else f"{node_name}_out") for k in range(outputs)]
+        # Trailing unused optional inputs are dropped, as the ONNX spec allows.
+        while inputs and inputs[-1] == "":
+            inputs = inputs[:-1]
+        self.nodes.append(onnx.helper.make_node(op, inputs, out_names, name=node_name, **attrs))
+        return out_names if outputs > 1 else out_names[0]
+
+    def rename_output(self, old: str, new: str) -> None:
+        """Give the value ``old`` (produced by a node, consumed by none) the graph-output name ``new``."""
+        for node in self.nodes:
+            for k, value in enumerate(node.output):
+                if value == old:
+                    node.output[k] = new
+                    self._used.add(new)
+                    return
+        raise KeyError(old)
+
+    def reduce(self, op: str, data: str, axis: int) -> str:
+        """``op`` (ReduceSum/Mean/Max) over one axis without keepdims, in this opset's form."""
+        # ReduceSum takes its axes as an input from opset 13, the other reductions from opset 18.
+        if op == "ReduceSum" or self.opset >= 18:
+            return self.node(op, [data, self.const("axes", np.array([axis], dtype=np.int64))], keepdims=0)
+        return self.node(op, [data], axes=[axis], keepdims=0)

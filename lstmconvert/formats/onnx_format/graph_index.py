@@ -1,0 +1,207 @@
+"""Lookup tables over one ONNX graph, and evaluation of the constant parts of it.
+
+Producers name their tensors arbitrarily (``onnx::LSTM_193``, ``val_42``, ``W0__26``), so nothing
+here looks at names: a value is constant if it is an initializer, a ``Constant`` node, or an op from
+a small constant-foldable set applied to constants. ``is_zero`` also accepts all-zero tensors whose
+shape depends on the input (``ConstantOfShape``/``Expand`` of 0, as exporters build initial states).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ...errors import UnsupportedError
+from .symbolic import Dim, evaluate_shape_vector
+
+_FOLDABLE = {"Constant", "Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Concat",
+             "Slice", "Gather", "ConstantOfShape", "Flatten"}
+# Ops that keep an all-zero input all-zero whatever their other (shape) inputs are.
+_ZERO_PRESERVING = {"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Slice",
+                    "Expand", "Tile", "Gather", "Flatten"}
+
+
+def describe(node: onnx.NodeProto) -> str:
+    """How error messages name a node: op type and name."""
+    return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node producing {node.output[0]!r}"
+
+
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    for attr in node.attribute:
+        if attr.name == name:
+            value = onnx.helper.get_attribute_value(attr)
+            if isinstance(value, bytes):
+                return value.decode()
+            if isinstance(value, list) and value and isinstance(value[0], bytes):
+                return [v.decode() for v in value]
+            return value
+    return default
+
+
+class GraphIndex:
+    """Producers, consumers and constants of one graph (subgraphs are not looked into)."""
+
+    def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
+        self.graph = graph
+        self.opset = opset
+        self.initializers = {t.name: t for t in graph.initializer}
+        self.producer: dict = {}
+        self.consumers: dict = {}
+        for node in graph.node:
+            for k, name in enumerate(node.output):
+                if name:
+                    self.producer[name] = (node, k)
+            for name in node.input:
+                if name:
+                    self.consumers.setdefault(name, []).append(node)
+        # Before IR 4 initializers were also listed as inputs; those are not real inputs.
+        self.inputs = [i for i in graph.input if i.name not in self.initializers]
+        self.outputs = list(graph.output)
+        self._const_cache: dict = {}
+
+    # -- constants -------------------------------------------------------------------------------
+    def const(self, name: str) -> Optional[np.ndarray]:
+        """The value of ``name`` if it is a constant (after folding), else None."""
+        if not name:
+            return None
+        if name not in self._const_cache:
+            self._const_cache[name] = self._fold(name)
+        return self._const_cache[name]
+
+    def _fold(self, name: str) -> Optional[np.ndarray]:
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        if name not in self.producer:
+            return None
+        node, index = self.producer[name]
+        if node.op_type not in _FOLDABLE or node.domain not in ("", "ai.onnx") or index != 0:
+            return None
+        if node.op_type == "Constant":
+            return constant_node_value(node)
+        args = [self.const(i) if i else None for i in node.input]
+        if node.op_type == "ConstantOfShape":
+            if args[0] is None:
+                return None
+            value = attribute(node, "value")
+            fill = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
+            return np.full(tuple(int(d) for d in args[0]), fill.reshape(-1)[0], dtype=fill.dtype)
+        if any(a is None for i, a in zip(node.input, args) if i):
+            return None
+        return fold_op(node, args, self.opset)
+
+    def is_zero(self, name: str) -> bool:
+        """True if ``name`` is all zeros whatever the graph's input (its shape may vary)."""
+        value = self.const(name)
+        if value is not None:
+            return bool(np.all(value == 0))
+        if name not in self.producer:
+            return False
+        node, _ = self.producer[name]
+        if node.op_type == "ConstantOfShape":
+            value = attribute(node, "value")
+            return value is None or bool(np.all(numpy_helper.to_array(value) == 0))
+        if node.op_type in _ZERO_PRESERVING:
+            return self.is_zero(node.input[0])
+        if node.op_type == "Concat":
+            return all(self.is_zero(i) for i in node.input)
+        return False
+
+    def shape_vector(self, name: str, dims_of: Callable[[str], list]) -> Optional[list]:
+        """A 1-D shape tensor as a list of ``Dim`` (symbolic where it comes from ``Shape`` of data)."""
+        return evaluate_shape_vector(self, name, dims_of)
+
+
+def constant_node_value(node: onnx.NodeProto) -> np.ndarray:
+    for attr in node.attribute:
+        if attr.name == "value":
+            return numpy_helper.to_array(attr.t)
+        if attr.name == "value_float":
+            return np.array(attr.f, dtype=np.float32)
+        if attr.name == "value_floats":
+            return np.array(list(attr.floats), dtype=np.float32)
+        if attr.name == "value_int":
+            return np.array(attr.i, dtype=np.int64)
+        if attr.name == "value_ints":
+            return np.array(list(attr.ints), dtype=np.int64)
+    raise UnsupportedError(f"{describe(node)}: unsupported Constant form")
+
+
+def axes_argument(node: onnx.NodeProto, args: list, opset: int, input_index: int = 1) -> Optional[list]:
+    """The ``axes`` of Squeeze/Unsqueeze/Reduce*: an attribute in old opsets, an input in new ones."""
+    value = attribute(node, "axes")
+    if value is not None:
+        return [int(a) for a in value]
+    if len(args) > input_index and args[input_index] is not None:
+        return [int(a) for a in np.asarray(args[input_index]).reshape(-1)]
+    return None
+
+
+def slice_arguments(node: onnx.NodeProto, args: list, rank: int) -> list:
+    """(axis, start, end, step) per sliced axis for Slice in any opset."""
+    if attribute(node, "starts") is not None:  # Slice-1: attributes
+        starts, ends = attribute(node, "starts"), attribute(node, "ends")
+        axes = attribute(node, "axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = [int(v) for v in args[1]], [int(v) for v in args[2]]
+        axes = [int(v) for v in args[3]] if len(args) > 3 and args[3] is not None else list(range(len(starts)))
+        steps = [int(v) for v in args[4]] if len(args) > 4 and args[4] is not None else [1] * len(starts)
+    return [(a % rank if rank else a, int(s), int(e), int(st)) for a, s, e, st in zip(axes, starts, ends, steps)]
+
+
+def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray]:
+    """numpy evaluation of a foldable op on constant inputs."""
+    op, x = node.op_type, args[0] if args else None
+    if op == "Identity":
+        return x
+    if op == "Cast":
+        return x.astype(onnx.helper.tensor_dtype_to_np_dtype(attribute(node, "to")))
+    if op == "Reshape":
+        shape = [int(s) for s in args[1]]
+        allowzero = attribute(node, "allowzero", 0)
+        shape = [x.shape[i] if s == 0 and not allowzero else s for i, s in enumerate(shape)]
+        return x.reshape(shape)
+    if op == "Flatten":
+        axis = attribute(node, "axis", 1) % max(x.ndim, 1)
+        return x.reshape(int(np.prod(x.shape[:axis])), -1)
+    if op == "Unsqueeze":
+        axes = axes_argument(node, args, opset)
+        out_rank = x.ndim + len(axes)
+        for a in sorted(a % out_rank for a in axes):
+            x = np.expand_dims(x, a)
+        return x
+    if op == "Squeeze":
+        axes = axes_argument(node, args, opset)
+        return np.squeeze(x) if axes is None else np.squeeze(x, axis=tuple(a % x.ndim for a in axes))
+    if op == "Transpose":
+        perm = attribute(node, "perm")
+        return np.transpose(x, perm)
+    if op == "Concat":
+        return np.concatenate([np.asarray(a) for a in args], axis=attribute(node, "axis"))
+    if op == "Slice":
+        index = [slice(None)] * x.ndim
+        for axis, start, end, step in slice_arguments(node, args, x.ndim):
+            index[axis] = slice(*_clamp_slice(start, end, step, x.shape[axis]))
+        return x[tuple(index)]
+    if op == "Gather":
+        return np.take(x, np.asarray(args[1]).astype(np.int64), axis=attribute(node, "axis", 0))
+    return None
+
+
+def _clamp_slice(start: int, end: int, step: int, size: int) -> tuple:
+    """ONNX Slice bounds (huge sentinels, negatives) as Python slice bounds."""
+    def clamp(v: int, lo: int, hi: int) -> int:
+        if v < 0:
+            v += size
+        return max(lo, min(hi, v))
+    if step > 0:
+        return clamp(start, 0, size), clamp(end, 0, size), step
+    start_c = clamp(start, -1, size - 1)
+    end_c = clamp(end, -1, size - 1)
+    return start_c, (None if end_c < 0 else end_c), step
+
+
+__all__ = ["GraphIndex", "Dim", "attribute", "describe", "axes_argument", "slice_arguments", "constant_node_value"]

@@ -1,0 +1,81 @@
+"""``run``: execute an ONNX file in onnxruntime (CPU) on batch-major inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ...errors import LstmConvertError
+from ...model import SequenceModel
+from .external_data import load_model
+
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
+    """Run ``path`` on ``inputs`` ((N, T) ids or (N, T, F) features, batch-major); batch-major result.
+
+    ``model`` is what the reader read from ``path``: it tells the layout and, for files that take
+    the sequence lengths as a second input, that those lengths are to be counted from the padding.
+    """
+    import onnxruntime
+
+    session = _session(onnxruntime, path)
+    meta = model.meta.get("onnx", {})
+    declared = {i.name: i for i in session.get_inputs()}
+    data_name = (meta.get("input_names") or [session.get_inputs()[0].name])[0]
+    output_name = (meta.get("output_names") or [session.get_outputs()[0].name])[0]
+    inputs = np.asarray(inputs)
+    feed = {data_name: _to_layout(inputs, model.batch_first).astype(_numpy_type(declared[data_name].type))}
+    lengths_input = meta.get("lengths_input")
+    if lengths_input:
+        feed[lengths_input] = _count_real_steps(inputs, model).astype(_numpy_type(declared[lengths_input].type))
+    try:
+        (output,) = session.run([output_name], feed)
+    except Exception as exc:
+        raise LstmConvertError(f"{path}: onnxruntime failed to run it: {_first_line(exc)}") from exc
+    if model.readout == "sequence" and not model.batch_first:
+        output = np.swapaxes(output, 0, 1)
+    return output
+
+
+def _session(onnxruntime, path: Path):
+    # The file is loaded through the same checked external-data loader the reader uses, so the
+    # runtime never follows a data path of the file's choosing.
+    proto = load_model(path)
+    try:
+        if proto.ByteSize() < _PROTOBUF_LIMIT:
+            return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise LstmConvertError(f"{path}: onnxruntime cannot load it: {_first_line(exc)}") from exc
+
+
+def _to_layout(batch_major: np.ndarray, batch_first: bool) -> np.ndarray:
+    return batch_major if batch_first else np.swapaxes(batch_major, 0, 1)
+
+
+def _count_real_steps(inputs: np.ndarray, model: SequenceModel) -> np.ndarray:
+    """Lengths of right-padded sequences: steps that are not padding (id 0 / all features = mask_value)."""
+    if model.input_kind == "tokens":
+        real = inputs != 0
+    else:
+        real = np.any(inputs != model.mask_value, axis=-1)
+    return real.sum(axis=1)
+
+
+def _numpy_type(ort_type: str) -> np.dtype:
+    """onnxruntime's "tensor(float)" -> numpy float32."""
+    name = ort_type.removeprefix("tensor(").removesuffix(")")
+    elem = {"float": onnx.TensorProto.FLOAT, "double": onnx.TensorProto.DOUBLE, "float16": onnx.TensorProto.FLOAT16,
+            "bfloat16": onnx.TensorProto.BFLOAT16, "int64": onnx.TensorProto.INT64, "int32": onnx.TensorProto.INT32}
+    if name not in elem:
+        raise LstmConvertError(f"cannot feed an input of type {ort_type}")
+    return onnx.helper.tensor_dtype_to_np_dtype(elem[name])
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
