@@ -74,6 +74,10 @@ def _starts_with(path: Path, magic: bytes) -> bool:
 
 
 def _load_state_dict_file(path: Path) -> Checkpoint:
+    if path.stat().st_size == 0:
+        raise ReadError(path, "empty file")
+    if not zipfile.is_zipfile(path) and not _starts_with(path, b"\x80"):
+        raise ReadError(path, "not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -89,9 +93,17 @@ def _load_state_dict_file(path: Path) -> Checkpoint:
                 "and loads them with weights_only=True, because unpickling objects runs code named by the "
                 "file. Nothing from it was executed",
             ) from exc
-        detail = " ".join(text.split()[:12]) or type(exc).__name__
-        raise ReadError(path, f"not a PyTorch checkpoint: torch.load failed ({type(exc).__name__}: {detail})") from exc
+        raise ReadError(path, f"not a PyTorch checkpoint (torch.load: {_reason(exc)})") from exc
     return _unwrap(path, obj, "state_dict")
+
+
+def _reason(exc: Exception) -> str:
+    """The informative part of a torch.load error, on one short line."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # skip torch's paragraph about the weights_only default
+        text = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n")[0]
+    words = text.split()
+    return f"{type(exc).__name__}: {' '.join(words[:14])}" if words else type(exc).__name__
 
 
 def _load_torchscript(path: Path) -> Checkpoint:
@@ -100,7 +112,7 @@ def _load_torchscript(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise ReadError(path, f"damaged TorchScript archive ({type(exc).__name__}: {' '.join(str(exc).split()[:12])})") from exc
+        raise ReadError(path, f"damaged TorchScript archive ({_reason(exc)})") from exc
     return _unwrap(path, module.state_dict(), "torchscript")
 
 
@@ -112,7 +124,7 @@ def _load_export(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore")
             program = torch.export.load(path, extra_files=extra)
     except Exception as exc:
-        raise ReadError(path, f"damaged torch.export archive ({type(exc).__name__}: {' '.join(str(exc).split()[:12])})") from exc
+        raise ReadError(path, f"damaged torch.export archive ({_reason(exc)})") from exc
     checkpoint = _unwrap(path, dict(program.state_dict), "export")
     checkpoint.blob = extra.get(EXTRA_FILE) or None
     return checkpoint
