@@ -35,8 +35,12 @@ def _h5py():
     return require("h5py", "keras", "reading Keras files")
 
 
-def read_dataset(dataset, where: str, path: Path) -> np.ndarray:
-    """A dataset as numpy, mapping Keras's opaque bfloat16 storage to ml_dtypes.bfloat16."""
+def read_dataset(dataset, where: str, path: Path, declared: Optional[str] = None) -> np.ndarray:
+    """A dataset as numpy, mapping Keras's opaque bfloat16 storage to ml_dtypes.bfloat16.
+
+    HDF5 has no bfloat16: the .keras saver tags such datasets with ``dtype='bfloat16'``; the legacy
+    HDF5 saver leaves them untagged, so there the layer's ``declared`` dtype tells.
+    """
     try:
         array = dataset[()]
     except OSError as exc:  # truncated or corrupted storage
@@ -44,7 +48,7 @@ def read_dataset(dataset, where: str, path: Path) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         array = np.asarray(array)
     tagged = _text(dataset.attrs["dtype"]) if "dtype" in dataset.attrs else None
-    if tagged == "bfloat16":
+    if tagged == "bfloat16" or (array.dtype.kind == "V" and declared == "bfloat16"):
         ml_dtypes = require("ml_dtypes", "keras", "reading bfloat16 Keras weights")
         if array.dtype.itemsize != 2:
             raise ReadError(path, f"{where} is tagged bfloat16 but holds {array.dtype.itemsize}-byte values")
@@ -129,7 +133,7 @@ class KerasArchive(KerasFile):
             raise ReadError(self.path, f"{member} is not a JSON object")
         return value
 
-    def vars(self, group_path: str, where: str) -> list:
+    def vars(self, group_path: str, where: str, declared: Optional[str] = None) -> list:
         """The variables saved at ``<group_path>/vars``, in index order (0, 1, ...)."""
         full = f"{group_path}/vars" if group_path else "vars"
         group = self._h5.get(full)
@@ -138,7 +142,7 @@ class KerasArchive(KerasFile):
         keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
         if any(not k.isdigit() for k in keys) or [int(k) for k in keys] != list(range(len(keys))):
             raise ReadError(self.path, f"{where}: unexpected entries {list(group.keys())} in {full}")
-        return [read_dataset(group[k], f"{where} ({full}/{k})", self.path) for k in keys]
+        return [read_dataset(group[k], f"{where} ({full}/{k})", self.path, declared) for k in keys]
 
     def saved_name(self, group_path: str) -> Optional[str]:
         """The layer name Keras >= 3.? wrote beside a ``vars`` group (absent in older files)."""
@@ -186,7 +190,7 @@ class LegacyH5(KerasFile):
             self._h5.close()
             raise
 
-    def layer_weights(self, layer_name: str, where: str) -> list:
+    def layer_weights(self, layer_name: str, where: str, declared: Optional[str] = None) -> list:
         """``(weight_name, array)`` pairs of one layer, in its ``weight_names`` order."""
         group = self._weights.get(layer_name)
         if group is None:
@@ -196,7 +200,7 @@ class LegacyH5(KerasFile):
             dataset = group.get(name)
             if dataset is None:
                 raise ReadError(self.path, f"{where}: weight {name} is listed but missing")
-            out.append((name, read_dataset(dataset, f"{where} ({name})", self.path)))
+            out.append((name, read_dataset(dataset, f"{where} ({name})", self.path, declared)))
         return out
 
     def close(self) -> None:

@@ -127,7 +127,7 @@ class _ChainReader:
         cfg = spec.config
         self._refuse_extras(spec)
         dtype = policy_name(cfg, self._where(spec))
-        (weight,) = self._weights(spec, [("", ["embeddings"])])
+        (weight,) = self._weights(spec, [("", ["embeddings"])], dtype)
         shape = (cfg.get("input_dim"), cfg.get("output_dim"))
         if weight.ndim != 2 or (None not in shape and weight.shape != shape):
             raise ReadError(self.path, f"{self._where(spec)}: embeddings are {weight.shape}, config says {shape}")
@@ -161,7 +161,7 @@ class _ChainReader:
         cfg = spec.config
         where = self._where(spec)
         _check_lstm_options(cfg, where)
-        arrays = self._weights(spec, [("cell", _lstm_names(cfg))])
+        arrays = self._weights(spec, [("cell", _lstm_names(cfg))], policy_name(cfg, where))
         direction = self._direction(cfg, arrays, spec, where)
         sequences = bool(cfg.get("return_sequences", False))
         reverse = bool(cfg.get("go_backwards", False))
@@ -194,7 +194,10 @@ class _ChainReader:
         if bool(forward.get("return_sequences")) != bool(backward.get("return_sequences")):
             raise self._unsupported(spec, "has directions that disagree on return_sequences")
         fwd_names, bwd_names = _lstm_names(forward), _lstm_names(backward)
-        arrays = self._weights(spec, [("forward_layer/cell", fwd_names), ("backward_layer/cell", bwd_names)])
+        arrays = self._weights(
+            spec, [("forward_layer/cell", fwd_names), ("backward_layer/cell", bwd_names)],
+            policy_name(forward, where) or policy_name(cfg, where),
+        )
         directions = [
             self._direction(forward, arrays[: len(fwd_names)], spec, f"{where} forward"),
             self._direction(backward, arrays[len(fwd_names):], spec, f"{where} backward"),
@@ -243,7 +246,7 @@ class _ChainReader:
         self._refuse_extras(spec, cfg)
         dtype = policy_name(cfg, where)
         names = ["kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
-        arrays = self._weights(spec, [(parts, names)])
+        arrays = self._weights(spec, [(parts, names)], dtype)
         kernel = arrays[0]
         bias = arrays[1] if len(arrays) > 1 else None
         units = cfg.get("units")
@@ -278,10 +281,11 @@ class _ChainReader:
         self.head[-1].activation = name
 
     # -- weights -------------------------------------------------------------------------------
-    def _weights(self, spec: LayerSpec, parts: list) -> list:
+    def _weights(self, spec: LayerSpec, parts: list, dtype: Optional[str]) -> list:
         """The layer's arrays in Keras's get_weights() order, checked against the expected names.
 
-        ``parts``: (sub-path of the layer's .keras weights group, expected variable names) pairs.
+        ``parts``: (sub-path of the layer's .keras weights group, expected variable names) pairs;
+        ``dtype``: the layer's declared dtype (tells untagged bfloat16 storage apart).
         """
         where = self._where(spec)
         if isinstance(self.file, KerasArchive):
@@ -291,7 +295,7 @@ class _ChainReader:
             arrays = []
             for part, names in parts:
                 group = f"{spec.store_path}/{part}" if part else spec.store_path
-                found = self.file.vars(group, where)
+                found = self.file.vars(group, where, dtype)
                 if len(found) != len(names):
                     raise ReadError(
                         self.path, f"{where}: {group} holds {len(found)} variables, expected {len(names)} ({', '.join(names)})"
@@ -301,7 +305,7 @@ class _ChainReader:
                 raise ReadError(self.path, f"{where}: unexpected variables in {spec.store_path}/vars")
             return arrays
         expected = [n for _, names in parts for n in names]
-        found = self.file.layer_weights(spec.name, where)
+        found = self.file.layer_weights(spec.name, where, dtype)
         stored = [_base_name(n) for n, _ in found]
         if stored != expected:
             raise ReadError(self.path, f"{where}: stored weights {stored}, expected {expected}")

@@ -33,7 +33,15 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise WriteError(path, "a Keras file name must end in .keras, .h5 or .hdf5")
-    check_writable(model)
+    try:
+        check_writable(model)
+    except UnsupportedError as exc:  # name the file, as api.save expects of a writer's refusal
+        raise UnsupportedError(f"{path.name}: {exc}") from exc
+    if suffix != ".keras" and any(str(a.dtype) == "bfloat16" for a in model.arrays().values()):
+        raise UnsupportedError(
+            f"{path.name}: Keras 3 cannot reload bfloat16 weights from HDF5 (its legacy loader has no "
+            "bfloat16 cast); write .keras instead"
+        )
     if suffix != ".keras" and _needs_flip(model):
         raise UnsupportedError(
             f"{path.name}: a backward-only layer with output in time order needs a flip operation, which "
@@ -169,6 +177,9 @@ def _recurrent_layer(keras, layer: LSTMLayer, sequences: bool, dtype: str, names
             go_backwards=go_backwards,
             dtype=dtype,
             name=name,
+            # TensorFlow's QR (behind the default Orthogonal initializer) has no bfloat16 kernel; the
+            # initial values are overwritten by set_weights anyway.
+            **({"recurrent_initializer": "zeros"} if dtype == "bfloat16" else {}),
         )
 
     weights = [w for d in layer.directions for w in _lstm_weights(d, use_bias)]

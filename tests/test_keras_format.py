@@ -1,0 +1,421 @@
+"""The Keras format, checked against Keras itself.
+
+References are always computed by a real runtime: Keras 3 (``keras.saving.load_model``) for files
+Keras 3 wrote, tf_keras for files tf.keras wrote. Converted files are run the same way and must
+reproduce the source's outputs on every real (non-padding) step.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import warnings
+import zipfile
+
+import h5py
+import ml_dtypes
+import numpy as np
+import pytest
+
+import lstmconvert
+from lstmconvert import Activation, LSTMLayer, UnsupportedError
+from lstmconvert.cli import main
+from lstmconvert.formats.keras_format.writer import LayoutWarning
+from keras_helpers import (
+    KERAS_FIXTURES, LENGTHS, batch_for, keras_order, real_steps_max_diff, reverse_real_steps,
+    same_arrays, same_bits,
+)
+
+# Same framework, same weights: Keras reproduces itself to float32 rounding or better.
+ATOL = 1e-6
+
+
+@pytest.fixture(scope="module")
+def keras():
+    from lstmconvert.formats.keras_format.frameworks import import_keras
+
+    return import_keras()
+
+
+@pytest.fixture(scope="module")
+def source():
+    """(neutral model, padded batch, the file's own output on it) per fixture, computed once."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            path = KERAS_FIXTURES / name
+            model = lstmconvert.load(path)
+            batch = batch_for(model)
+            cache[name] = (model, batch, lstmconvert.run(path, batch))
+        return cache[name]
+
+    return get
+
+
+def _save(model, path, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", lstmconvert.PreservationWarning)
+        return lstmconvert.save(model, path, **kwargs)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def test_reading_imports_no_framework():
+    names = ["tagger.keras", "tagger.h5", "tagger_tf_keras.h5", "tagger_tf_keras.keras", "bidirectional.keras",
+             "classifier.h5", "hard_sigmoid_tf_keras.h5"]
+    code = (
+        "import json, sys, lstmconvert\n"
+        f"for name in {names!r}:\n"
+        f"    lstmconvert.load({str(KERAS_FIXTURES)!r} + '/' + name)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('tensorflow', 'keras', 'tf_keras', 'torch', 'onnx', 'onnxruntime'))))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout) == []
+
+
+LOADERS = {  # which Keras opens each fixture (Keras 3 cannot load tf.keras LSTM files)
+    "tagger.keras": "keras", "tagger.h5": "keras", "classifier.keras": "keras", "classifier.h5": "keras",
+    "bidirectional.keras": "keras", "bidirectional.h5": "keras",
+    "tagger_tf_keras.h5": "tf_keras", "tagger_tf_keras.keras": "tf_keras", "hard_sigmoid_tf_keras.h5": "tf_keras",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOADERS))
+def test_read_weights_equal_keras_own(name, keras):
+    """Every array equals, bit for bit, what the writing Keras itself loads from the file."""
+    path = KERAS_FIXTURES / name
+    if LOADERS[name] == "keras":
+        loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    else:
+        import tf_keras
+
+        loaded = tf_keras.models.load_model(path, compile=False, safe_mode=True)
+    theirs = [w for layer in loaded.layers for w in layer.get_weights()]
+    ours = keras_order(lstmconvert.load(path))
+    assert len(ours) == len(theirs)
+    assert all(same_bits(a, b) for a, b in zip(ours, theirs))
+
+
+def test_read_structure():
+    tagger = lstmconvert.load(KERAS_FIXTURES / "tagger.keras")
+    assert (tagger.input_kind, tagger.masked, tagger.readout, tagger.batch_first) == ("tokens", True, "sequence", True)
+    assert [layer.bidirectional for layer in tagger.layers] == [False, False]
+    assert tagger.head[0].activation == "softmax"
+    classifier = lstmconvert.load(KERAS_FIXTURES / "classifier.h5")
+    assert (classifier.input_kind, classifier.masked, classifier.mask_value, classifier.readout) == (
+        "features", True, 0.0, "last")
+    assert classifier.head[0].activation == "sigmoid"
+    bidirectional = lstmconvert.load(KERAS_FIXTURES / "bidirectional.h5")
+    assert [(layer.bidirectional, layer.merge) for layer in bidirectional.layers] == [(True, "concat"), (True, "ave")]
+    # tf.keras saved the same training run as .h5 and .keras: one model
+    assert same_arrays(lstmconvert.load(KERAS_FIXTURES / "tagger_tf_keras.h5"),
+                       lstmconvert.load(KERAS_FIXTURES / "tagger_tf_keras.keras"))
+
+
+def test_hints_that_contradict_the_file_are_refused():
+    with pytest.raises(UnsupportedError, match="readout"):
+        lstmconvert.load(KERAS_FIXTURES / "tagger.keras", readout="last")
+    with pytest.raises(UnsupportedError, match="batch-first"):
+        lstmconvert.load(KERAS_FIXTURES / "tagger.keras", batch_first=False)
+
+
+# -- uni -> bi conversion keeps the function -------------------------------------------------------
+
+CONVERSIONS = [
+    ("tagger.keras", "copy", "concat", ".keras"),
+    ("tagger.keras", "random", "concat", ".h5"),
+    ("tagger.h5", "zeros", "sum", ".keras"),
+    ("tagger.keras", "zeros", "ave", ".keras"),
+    ("classifier.keras", "copy", "concat", ".keras"),
+    ("classifier.h5", "zeros", "ave", ".h5"),
+]
+
+
+@pytest.mark.parametrize("name,backward,merge,suffix", CONVERSIONS)
+def test_bidirectional_reproduces_source(name, backward, merge, suffix, source, tmp_path):
+    model, batch, expected = source(name)
+    bi = lstmconvert.to_bidirectional(model, backward=backward, merge=merge, seed=3)
+    assert bi.meta["preservation"].status == "exact"
+    out = tmp_path / f"bi{suffix}"
+    assert lstmconvert.save(bi, out) == [out]
+    back = lstmconvert.load(out)
+    assert [(layer.bidirectional, layer.merge) for layer in back.layers] == [(True, merge)] * len(model.layers)
+    assert same_arrays(back, bi)
+    assert real_steps_max_diff(expected, lstmconvert.run(out, batch)) <= ATOL
+
+
+@pytest.mark.parametrize("name", ["tagger.keras", "classifier.keras"])
+def test_backward_direction_starts_at_last_real_step(name, source, tmp_path):
+    """The new backward direction, run by Keras on a padded batch, equals the forward LSTM run by Keras
+    on each sequence's real steps reversed: padding is skipped, not read."""
+    model, batch, _ = source(name)
+    single = model.replace(layers=model.layers[:1], head=[]).validate()
+    uni, bi = tmp_path / "uni.keras", tmp_path / "bi.keras"
+    _save(single, uni)
+    _save(lstmconvert.to_bidirectional(single, backward="copy", merge="concat"), bi)
+    hidden = single.layers[0].hidden_size
+    forward_only = lstmconvert.run(uni, batch)
+    on_reversed = lstmconvert.run(uni, reverse_real_steps(batch))
+    both = lstmconvert.run(bi, batch)
+    assert real_steps_max_diff(forward_only, both[..., :hidden]) <= ATOL
+    if single.readout == "last":
+        expected_backward = on_reversed
+    else:  # step t of the backward pass has seen steps n-1 .. t, i.e. reversed step n-1-t
+        expected_backward = reverse_real_steps(on_reversed)
+    assert real_steps_max_diff(expected_backward, both[..., hidden:]) <= ATOL
+
+
+# -- keeping the direction: exact -----------------------------------------------------------------
+
+@pytest.mark.parametrize("name,suffix", [
+    ("bidirectional.keras", ".keras"), ("bidirectional.h5", ".keras"), ("tagger.h5", ".keras"),
+    ("classifier.keras", ".h5"),
+])
+def test_keep_direction_is_exact(name, suffix, source, tmp_path):
+    model, batch, expected = source(name)
+    out = tmp_path / f"copy{suffix}"
+    lstmconvert.save(model, out)
+    assert same_arrays(lstmconvert.load(out), model)
+    actual = lstmconvert.run(out, batch)
+    for i, n in enumerate(LENGTHS):  # same runtime, same weights: identical on real steps
+        np.testing.assert_array_equal(actual[i, :n] if actual.ndim == 3 else actual[i], expected[i, :n]
+                                      if expected.ndim == 3 else expected[i])
+
+
+# -- tf.keras sources ------------------------------------------------------------------------------
+
+def test_tf_keras_tagger_converts_to_keras3(source, tmp_path):
+    """A tf.keras .h5 that Keras 3 cannot load is read, widened and written; Keras 3 reproduces the
+    outputs tf_keras computes from the source."""
+    model, batch, expected = source("tagger_tf_keras.h5")
+    same = tmp_path / "same.keras"
+    lstmconvert.save(model, same)
+    assert same_arrays(lstmconvert.load(same), model)
+    assert real_steps_max_diff(expected, lstmconvert.run(same, batch)) <= ATOL
+    bi = tmp_path / "bi.keras"
+    lstmconvert.save(lstmconvert.to_bidirectional(model, backward="copy"), bi)
+    assert real_steps_max_diff(expected, lstmconvert.run(bi, batch)) <= ATOL
+
+
+def test_tf_keras_hard_sigmoid_is_read_as_its_own_function(source, keras, tmp_path):
+    """tf.keras's hard_sigmoid is clip(0.2x + 0.5): the parameters read from the file, put into a
+    Keras 3 LSTM, reproduce tf_keras's output; Keras 3's own 'hard_sigmoid' does not."""
+    model, batch, expected = source("hard_sigmoid_tf_keras.h5")
+    gate = model.layers[0].directions[0].activations[0]
+    assert gate == Activation("hard_sigmoid", alpha=0.2, beta=0.5)
+
+    def rebuilt(recurrent_activation):
+        layers = keras.layers
+        net = keras.Sequential([
+            keras.Input((None, model.input_size)), layers.Masking(model.mask_value),
+            layers.LSTM(model.layers[0].hidden_size, recurrent_activation=recurrent_activation, return_sequences=True),
+            layers.Dense(1, activation=model.head[0].activation),
+        ])
+        net.set_weights(keras_order(model))
+        return np.asarray(net(batch, training=False))
+
+    as_read = rebuilt(lambda x: keras.ops.clip(gate.alpha * x + gate.beta, 0.0, 1.0))
+    assert real_steps_max_diff(expected, as_read) <= ATOL
+    assert real_steps_max_diff(expected, rebuilt("hard_sigmoid")) > 1e-3  # the trap is real
+
+    out = tmp_path / "hard.keras"
+    with pytest.raises(UnsupportedError, match=r"hard_sigmoid clip\(0\.2x\+0\.5\)"):
+        lstmconvert.save(model, out)
+    assert not out.exists()
+
+
+def test_keras3_hard_sigmoid_round_trips(keras, tmp_path):
+    src = tmp_path / "k3_hard.keras"
+    net = keras.Sequential([keras.Input((None, 2)), keras.layers.LSTM(3, recurrent_activation="hard_sigmoid",
+                                                                       return_sequences=True)])
+    net.save(src)
+    model = lstmconvert.load(src)
+    assert model.layers[0].directions[0].activations[0] == Activation("hard_sigmoid", alpha=1 / 6, beta=0.5)
+    out = tmp_path / "copy.keras"
+    lstmconvert.save(model, out)
+    batch = batch_for(model)
+    np.testing.assert_array_equal(lstmconvert.run(out, batch), np.asarray(net(batch)))
+
+
+# -- backward-only layers --------------------------------------------------------------------------
+
+def test_backward_only_layer_in_time_order(source, tmp_path):
+    """A backward-only layer whose output is in time order (ONNX direction='reverse') is written as
+    go_backwards + flip; Keras reproduces the forward layer run on time-reversed input."""
+    model, batch, _ = source("classifier.keras")
+    forward = model.replace(masked=False, readout="sequence", head=[]).validate()
+    backward = copy.deepcopy(forward)
+    backward.layers = [LSTMLayer(backward.layers[0].directions, reverse=True, reversed_output=False)]
+    fwd_file, bwd_file = tmp_path / "fwd.keras", tmp_path / "bwd.keras"
+    lstmconvert.save(forward, fwd_file)
+    lstmconvert.save(backward, bwd_file)
+    back = lstmconvert.load(bwd_file)
+    assert (back.layers[0].reverse, back.layers[0].reversed_output) == (True, False)
+    expected = lstmconvert.run(fwd_file, batch[:, ::-1])[:, ::-1]
+    np.testing.assert_allclose(lstmconvert.run(bwd_file, batch), expected, rtol=0, atol=ATOL)
+    with pytest.raises(UnsupportedError, match="flip"):
+        lstmconvert.save(backward, tmp_path / "bwd.h5")
+
+
+# -- dtypes ----------------------------------------------------------------------------------------
+
+def _cast(model, dtype):
+    model = copy.deepcopy(model)
+    for layer in model.layers:
+        for direction in layer.directions:
+            for name, array in direction.arrays().items():
+                setattr(direction, name, array.astype(dtype))
+    for dense in model.head:
+        dense.weight, dense.bias = dense.weight.astype(dtype), dense.bias.astype(dtype)
+    return model
+
+
+@pytest.mark.parametrize("dtype,suffix", [(np.float16, ".h5"), (ml_dtypes.bfloat16, ".keras")])
+def test_low_precision_is_kept(dtype, suffix, source, tmp_path):
+    model, batch, expected = source("classifier.keras")
+    low = _cast(model, dtype)
+    out = tmp_path / f"low{suffix}"
+    lstmconvert.save(low, out)
+    back = lstmconvert.load(out)
+    assert back.dtype == np.dtype(dtype) and same_arrays(back, low)
+    actual = lstmconvert.run(out, batch)
+    assert actual.dtype == np.dtype(dtype)
+    # rounding the weights to 8 (bfloat16) or 11 (float16) significant bits moves the output a little
+    assert real_steps_max_diff(expected, actual) <= (5e-2 if dtype is ml_dtypes.bfloat16 else 5e-3)
+
+
+def test_bfloat16_hdf5_is_refused(source, tmp_path):
+    model, _, _ = source("classifier.keras")
+    out = tmp_path / "low.h5"
+    with pytest.raises(UnsupportedError, match="bfloat16"):
+        lstmconvert.save(_cast(model, ml_dtypes.bfloat16), out)
+    assert not out.exists()
+
+
+# -- what the writer refuses -----------------------------------------------------------------------
+
+def _refusal_cases(model):
+    def edit(change):
+        edited = copy.deepcopy(model)
+        change(edited)
+        return edited
+
+    def proj(m):
+        d = m.layers[-1].directions[0]
+        d.w_hr = np.ones((2, d.hidden_size), d.w_ih.dtype)
+        d.w_hh = d.w_hh[:, :2]
+        m.head = []
+
+    def peephole(m):
+        d = m.layers[0].directions[0]
+        d.peephole = np.zeros(3 * d.hidden_size, d.w_ih.dtype)
+
+    def clip(m):
+        m.layers[0].clip = 3.0
+
+    def input_forget(m):
+        m.layers[0].input_forget = True
+
+    def split_cell(m):
+        d = m.layers[0].directions[0]
+        d.activations = (d.activations[0], Activation("tanh"), Activation("relu"))
+
+    def unknown_activation(m):
+        d = m.layers[0].directions[0]
+        d.activations = (Activation("elu", alpha=0.5), d.activations[1], d.activations[2])
+
+    return {
+        "projection": (edit(proj), "projection"),
+        "peephole": (edit(peephole), "peephole"),
+        "clip": (edit(clip), "clip"),
+        "input_forget": (edit(input_forget), "input-forget"),
+        "split_cell": (edit(split_cell), "one activation"),
+        "elu_alpha": (edit(unknown_activation), r"elu\(alpha=0\.5\)"),
+    }
+
+
+@pytest.mark.parametrize("case", ["projection", "peephole", "clip", "input_forget", "split_cell", "elu_alpha"])
+def test_writer_refuses_what_keras_cannot_compute(case, source, tmp_path):
+    model, _, _ = source("tagger.keras")
+    edited, message = _refusal_cases(model)[case]
+    out = tmp_path / "refused.keras"
+    with pytest.raises(UnsupportedError, match=message):
+        lstmconvert.save(edited.validate(), out)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- bad and unsupported files through the CLI ------------------------------------------------------
+
+def _zip(path, members: dict):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _bad_not_a_zip(tmp):
+    (tmp / "bad.keras").write_bytes(b"certainly not a zip archive")
+    return tmp / "bad.keras"
+
+
+def _bad_truncated(tmp):
+    data = (KERAS_FIXTURES / "tagger.h5").read_bytes()
+    (tmp / "cut.h5").write_bytes(data[: len(data) // 3])
+    return tmp / "cut.h5"
+
+
+def _bad_no_config(tmp):
+    return _zip(tmp / "empty.keras", {"metadata.json": json.dumps({"keras_version": "3.15.1"})})
+
+
+def _bad_no_lstm(tmp):
+    weights = tmp / "w.h5"
+    with h5py.File(weights, "w") as h5:
+        h5.create_group("layers/dropout/vars")
+    config = {"class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"class_name": "InputLayer", "config": {"batch_shape": [None, None, 3], "dtype": "float32", "name": "in"}},
+        {"class_name": "Dropout", "config": {"name": "dropout", "rate": 0.5}}]}}
+    return _zip(tmp / "dropout_only.keras", {"config.json": json.dumps(config),
+                                           "metadata.json": json.dumps({"keras_version": "3.15.1"}),
+                                           "model.weights.h5": weights.read_bytes()})
+
+
+def _bad_npz(tmp):
+    with zipfile.ZipFile(KERAS_FIXTURES / "tagger.keras") as archive:
+        config = archive.read("config.json")
+    return _zip(tmp / "npz.keras", {"config.json": config, "model.weights.npz": b"PK"})
+
+
+def _bad_weights_only(tmp):
+    with h5py.File(tmp / "weights_only.h5", "w") as h5:
+        h5.attrs["layer_names"] = [b"lstm"]
+    return tmp / "weights_only.h5"
+
+
+BAD_FILES = {
+    "gru": (lambda tmp: KERAS_FIXTURES / "gru.keras", "layer 'gru' (GRU) is not supported"),
+    "branch": (lambda tmp: KERAS_FIXTURES / "branch.keras", "layer 'merge' (Add) takes 2 inputs"),
+    "not_a_zip": (_bad_not_a_zip, "not a zip archive"),
+    "truncated": (_bad_truncated, "HDF5"),
+    "no_config": (_bad_no_config, "no config.json"),
+    "no_lstm": (_bad_no_lstm, "no LSTM layer"),
+    "npz": (_bad_npz, "never unpickles"),
+    "weights_only": (_bad_weights_only, "weights-only"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_cli_refuses_bad_files_in_one_line(case, tmp_path, capsys):
+    make, expected = BAD_FILES[case]
+    src = make(tmp_path)
+    before = set(tmp_path.iterdir())
+    dst = tmp_path / "out.keras"
+    assert main(["convert", str(src), "-o", str(dst)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("lstmconvert: error: ") and str(src) in err
+    assert expected in err
+    assert set(tmp_path.iterdir()) == before  # nothing written, no staging folder left
