@@ -10,7 +10,7 @@ from ...errors import ReadError
 from ...model import SequenceModel
 from ...options import ReadHints
 from .external_data import load_model
-from .graph_index import GraphIndex
+from .graph_index import GraphIndex, describe
 from .graph_reader import GraphReader
 
 
@@ -24,5 +24,7 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
         # Exporters may wrap layers in local functions; inlining exposes their nodes.
         model = onnx.inliner.inline_local_functions(model)
     if not any(node.op_type == "LSTM" and node.domain in ("", "ai.onnx") for node in model.graph.node):
-        raise ReadError(path, "the graph has no LSTM node")
+        loops = [node for node in model.graph.node if node.op_type in ("Loop", "Scan")]
+        hint = f" ({describe(loops[0])} computes a recurrence step by step; only LSTM operators are read)" if loops else ""
+        raise ReadError(path, f"the graph has no LSTM node{hint}")
     return GraphReader(GraphIndex(model.graph, opset)).read(hints)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, external_data_helper
 
 from ...errors import UnsupportedError, WriteError
 from ...gates import PEEPHOLE_TO_ONNX, TO_ONNX, permute_blocks
@@ -28,11 +28,12 @@ from .opsets import BFLOAT16_MIN_OPSET, ir_version_for, resolve_opset
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 _INT64_MIN = np.iinfo(np.int64).min
 _FLOAT_TYPES = ("float16", "float32", "float64", "bfloat16")
+_INTEGER_TENSOR_TYPES = (TensorProto.INT64, TensorProto.INT32)
 
 
 def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
     """Write ``model`` to ``path`` (plus ``path.name + '.data'`` for models beyond 2 GB)."""
-    write_model(model, path, options)
+    write_model(model, path, options, EXTERNAL_DATA_THRESHOLD)
 
 
 def write_model(model: SequenceModel, path: Path, options: WriteOptions,
@@ -42,9 +43,12 @@ def write_model(model: SequenceModel, path: Path, options: WriteOptions,
     proto = build_model(model, opset)
     weight_bytes = sum(a.nbytes for a in model.arrays().values())
     if weight_bytes > external_threshold:
-        location = path.name + ".data"
-        onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=location, size_threshold=0, convert_attribute=False)
+        # Weights go to the side file; small integer constants (axes, shapes) stay inline, where
+        # shape inference can read them.
+        for tensor in proto.graph.initializer:
+            if tensor.data_type not in _INTEGER_TENSOR_TYPES:
+                external_data_helper.set_external_data(tensor, location=path.name + ".data")
+        onnx.save_model(proto, str(path))
         _check(path, lambda: onnx.checker.check_model(str(path), full_check=True))
     else:
         _check(path, lambda: onnx.checker.check_model(proto, full_check=True))
