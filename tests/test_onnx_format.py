@@ -32,7 +32,8 @@ TORCH_FIXTURES = {
     "torch_bi_classifier_dynamo": ("NT", False),
     "torch_packed_ts": ("NT", True),
 }
-TF_FIXTURES = {"tf_tagger": ("NT", True), "tf_bi_classifier": ("NT", False), "tf_hard_sigmoid": ("NT", True)}
+TF_FIXTURES = {"tf_tagger": ("NT", True), "tf_bi_classifier": ("NT", False), "tf_hard_sigmoid": ("NT", True),
+               "tf_go_backwards": ("NT", True)}
 SOURCE_FIXTURES = {**TORCH_FIXTURES, **TF_FIXTURES}
 UNIDIRECTIONAL = ["torch_tagger_ts", "torch_tagger_dynamo", "torch_classifier_ts", "tf_tagger", "tf_hard_sigmoid"]
 
@@ -116,6 +117,11 @@ def test_tf2onnx_files_read_back_to_the_keras_weights_bit_exact(name):
     assert not arrays
 
 
+def test_keras_go_backwards_reads_as_a_reverse_layer_with_reversed_output():
+    (layer,) = lstmconvert.load(FIXTURES / "tf_go_backwards.onnx").layers
+    assert layer.reverse and layer.reversed_output and not layer.bidirectional
+
+
 def test_tf_keras_hard_sigmoid_reads_as_alpha_0_2():
     model = lstmconvert.load(FIXTURES / "tf_hard_sigmoid.onnx")
     assert model.layers[0].directions[0].activations[0] == Activation("hard_sigmoid", alpha=0.2, beta=0.5)
@@ -188,7 +194,8 @@ def test_bidirectional_last_state_uses_the_reverse_state_after_t0(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["handmade_peephole_clip", "handmade_activations", "handmade_reverse_sum"])
+@pytest.mark.parametrize("name", ["handmade_peephole_clip", "handmade_activations", "handmade_reverse_sum",
+                                  "handmade_two_node_bidirectional"])
 def test_onnx_only_features_survive_onnx_to_onnx(name, tmp_path):
     src, dst = FIXTURES / f"{name}.onnx", tmp_path / "out.onnx"
     inputs = np.load(FIXTURES / f"{name}.ref.npz")["inputs"]
@@ -201,6 +208,9 @@ def test_onnx_only_features_survive_onnx_to_onnx(name, tmp_path):
         for key in ("direction", "clip", "input_forget", "activations"):
             if key in b:
                 assert a.get(key, "forward" if key == "direction" else None) == b[key], key
+    if name == "handmade_two_node_bidirectional":
+        assert [node_attributes(n)["direction"] for n in lstm_nodes(dst)] == ["bidirectional"]
+        return
     src_p = [len(n.input) > 7 and n.input[7] for n in lstm_nodes(src)]
     dst_p = [len(n.input) > 7 and bool(n.input[7]) for n in lstm_nodes(dst)]
     assert [bool(p) for p in src_p] == dst_p

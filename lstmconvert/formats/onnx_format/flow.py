@@ -40,6 +40,7 @@ class LayerRecord:
     node_name: str
     layer: LSTMLayer
     layout: int
+    input_reversed: bool = False  # the node runs forward over the time-reversed input
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,6 +84,7 @@ class Flow:
     prefix: Prefix
     entries: tuple = ()
     merge: Optional[str] = None  # "sum"/"ave"/"mul" once the D axis was reduced that way
+    reversed_atom: Optional[str] = None  # features: the input atom along which time runs backwards
     readout: Optional[str] = None  # set once the LSTM stack's output is settled
     head: tuple = field(default=())
 

@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto
 
 from ...errors import UnsupportedError
-from ...model import Dense, Embedding, SequenceModel
+from ...model import Dense, Embedding, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from . import lstm_node
 from .flow import INPUT_ATOMS, Entry, Flow, LayerRecord, Prefix, group_reshape
@@ -40,6 +40,7 @@ class GraphReader:
         self._layers: dict = {}
         self._active: set = set()
         self._settled: dict = {}
+        self._joined: dict = {}
 
     # -- entry point -----------------------------------------------------------------------------
     def read(self, hints: ReadHints) -> SequenceModel:
@@ -49,6 +50,8 @@ class GraphReader:
             raise UnsupportedError(f"the graph has {len(index.outputs)} outputs ({names}); lstmconvert models have one")
         output = index.outputs[0].name
         flow = self._settle(self.flow(output), f"the graph output {output!r}")
+        if flow.reversed_atom:
+            raise UnsupportedError(f"the graph output {output!r} is the input reversed in time")
         prefix = flow.prefix
         if not prefix.layers:
             raise UnsupportedError(f"the graph output {output!r} does not come from an LSTM node")
@@ -342,6 +345,33 @@ class GraphReader:
             del axes[axis]
         return flow.evolve(entries=entries, axes=tuple(axes))
 
+    def _op_ReverseSequence(self, node, out_index):
+        """Full-length time reversal (tf2onnx's ReverseV2); per-sequence lengths are refused."""
+        flow = self._data(node)
+        time_axis = attribute(node, "time_axis", 0)
+        if flow.rank != 3 or len(flow.axes[time_axis]) != 1 or flow.axes[time_axis][0] not in INPUT_ATOMS:
+            raise UnsupportedError(f"{describe(node)}: reverses {_axes_text(flow, flow.axes)} along axis {time_axis}")
+        atom = flow.axes[time_axis][0]
+        if self._full_length(node.input[1]) != [Dim(1, (atom,))]:
+            raise UnsupportedError(f"{describe(node)}: reverses sequences over lengths other than the full time axis")
+        if flow.kind == "lstm":
+            if atom != flow.prefix.time_atom:
+                raise UnsupportedError(f"{describe(node)}: reverses an LSTM output along a non-time axis")
+            return self._reverse_time(node, flow)
+        if flow.kind != "features" or flow.head:
+            raise UnsupportedError(f"{describe(node)}: reverses something other than a sequence of features")
+        if flow.reversed_atom not in (None, atom):
+            raise UnsupportedError(f"{describe(node)}: reverses a second axis")
+        return flow.evolve(reversed_atom=None if flow.reversed_atom else atom)
+
+    def _full_length(self, name: str) -> Optional[list]:
+        """``name`` as [Dim] if it is one symbolic length broadcast over the batch (Expand of it)."""
+        while name in self.index.producer and self.index.producer[name][0].op_type in ("Cast", "Identity"):
+            name = self.index.producer[name][0].input[0]
+        if name in self.index.producer and self.index.producer[name][0].op_type == "Expand":
+            return self.index.shape_vector(self.index.producer[name][0].input[0], self._dims_of)
+        return None
+
     def _reverse_time(self, node, flow: Flow) -> Flow:
         flips = {"seq": "rev", "rev": "seq"}
         if any(e.what not in flips for e in flow.entries):
@@ -357,6 +387,8 @@ class GraphReader:
         axis = attribute(node, "axis") % first.rank
         if any(f.kind != "lstm" for f in flows):
             raise UnsupportedError(f"{describe(node)}: concatenates tensors that are not LSTM outputs")
+        if len(flows) == 2 and self._separate_directions(flows):
+            flows = self._join_directions(node, flows)
         prefix = self._joint_prefix(node, flows)
         for f in flows[1:]:
             same = f.rank == first.rank and all(a == b for k, (a, b) in enumerate(zip(f.axes, first.axes)) if k != axis)
@@ -368,6 +400,38 @@ class GraphReader:
             entries = tuple(e for f in flows for e in f.entries)
             return first.evolve(entries=entries, prefix=prefix)
         raise UnsupportedError(f"{describe(node)}: concatenates along {_axis_text(first, atoms)}, not directions")
+
+    @staticmethod
+    def _separate_directions(flows: list) -> bool:
+        """Two single-direction outputs of two different LSTM nodes over the same input?"""
+        a, b = (f.prefix for f in flows)
+        return (len(a.layers) == len(b.layers) > 0 and a.key()[:2] == b.key()[:2]
+                and a.key()[2][:-1] == b.key()[2][:-1] and a.layers[-1] is not b.layers[-1]
+                and all(len(f.entries) == 1 and f.axis_of("D") is None for f in flows))
+
+    def _join_directions(self, node, flows: list) -> list:
+        """A forward node and a backward node over one input: one bidirectional layer (tf2onnx, unmerged)."""
+        records = [f.prefix.layers[-1] for f in flows]
+        forward, backward = (r.layer for r in records)
+        if forward.reverse or not backward.reverse or forward.bidirectional or backward.bidirectional:
+            raise UnsupportedError(f"{describe(node)}: joins two LSTM nodes that are not a forward and a backward one")
+        if backward.reversed_output or (forward.clip, forward.input_forget) != (backward.clip, backward.input_forget):
+            raise UnsupportedError(f"{describe(node)}: joins LSTM nodes with different clip/input_forget settings")
+        if records[0].layout != records[1].layout or flows[0].prefix.lengths != flows[1].prefix.lengths:
+            raise UnsupportedError(f"{describe(node)}: joins LSTM nodes with different layouts or lengths")
+        key = (id(records[0]), id(records[1]))
+        if key not in self._joined:
+            layer = LSTMLayer(directions=[forward.directions[0], backward.directions[0]],
+                              clip=forward.clip, input_forget=forward.input_forget)
+            record = LayerRecord(f"{records[0].node_name}+{records[1].node_name}", layer, records[0].layout, False)
+            base = flows[0].prefix
+            self._joined[key] = Prefix(base.input_name, base.input_kind, time_atom=base.time_atom,
+                                       embedding=base.embedding, embedding_node=base.embedding_node,
+                                       layers=base.layers[:-1] + (record,), lengths=base.lengths)
+        prefix = self._joined[key]
+        position = len(prefix.layers) - 1
+        # The backward node's output was reversed back to original order ("rev" twice is "seq").
+        return [f.evolve(prefix=prefix, entries=(Entry(position, d, f.entries[0].what),)) for d, f in enumerate(flows)]
 
     def _joint_prefix(self, node, flows: list) -> Prefix:
         """Flows being joined must come from one model; the deepest prefix wins (h_n of all layers)."""
@@ -426,7 +490,7 @@ class GraphReader:
             raise UnsupportedError(f"{describe(node)}: its cell state output Y_c is used; lstmconvert reads Y or Y_h")
         position = len(prefix.layers) - 1
         count = len(record.layer.directions)
-        what = "seq" if out_index == 0 else "Y_h"
+        what = ("rev" if record.input_reversed else "seq") if out_index == 0 else "Y_h"
         entries = tuple(Entry(position, d, what) for d in range(count))
         if out_index == 0:
             axes = ((time,), ("D",), (batch,), ("F",)) if record.layout == 0 else ((batch,), (time,), ("D",), ("F",))
@@ -458,6 +522,13 @@ class GraphReader:
             raise UnsupportedError(f"{where}: W expects {layer.input_size} input features but X has {x.width}")
         if x.dtype != layer.directions[0].w_ih.dtype:
             raise UnsupportedError(f"{where}: X is {x.dtype} but the weights are {layer.directions[0].w_ih.dtype}")
+        input_reversed = x.reversed_atom is not None
+        if input_reversed:
+            # A forward LSTM over the time-reversed input is a reverse LSTM whose output comes out
+            # reversed in time (Keras go_backwards).
+            if x.reversed_atom != time or layer.bidirectional or layer.reverse or decoded.sequence_lens:
+                raise UnsupportedError(f"{where}: runs over a time-reversed input in a way lstmconvert cannot express")
+            layer.reverse = True
         lengths = match_lengths(self.index, decoded.sequence_lens, node) if decoded.sequence_lens else None
         if lengths is not None and lengths.source == "padding":
             if lengths.input_name != prefix.input_name or lengths.time_atom != time:
@@ -466,7 +537,7 @@ class GraphReader:
                 raise UnsupportedError(f"{where}: padding is token id {lengths.pad_value:g}; lstmconvert's masked models pad with 0")
         if prefix.layers and lengths != prefix.lengths:
             raise UnsupportedError(f"{where}: its sequence_lens differs from the LSTM before it")
-        record = LayerRecord(node.name or node.output[0], layer, decoded.layout)
+        record = LayerRecord(node.name or node.output[0], layer, decoded.layout, input_reversed)
         new_prefix = Prefix(prefix.input_name, prefix.input_kind, time_atom=time, embedding=prefix.embedding,
                             embedding_node=prefix.embedding_node, layers=prefix.layers + (record,), lengths=lengths)
         self._layers[key] = (record, new_prefix, time, batch)
@@ -544,7 +615,7 @@ class GraphReader:
         return self._dense(node, flow, np.ascontiguousarray(weight), bias)
 
     def _dense(self, node, flow: Flow, weight: np.ndarray, bias: Optional[np.ndarray]) -> Flow:
-        if flow.kind != "features" or flow.readout is None:
+        if flow.kind != "features" or flow.readout is None or flow.reversed_atom:
             raise UnsupportedError(f"{describe(node)}: a dense layer before the LSTM stack cannot be placed")
         if tuple(a for a in flow.axes[-1] if a != "1") != ("F",) or flow.width != weight.shape[1]:
             raise UnsupportedError(f"{describe(node)}: multiplies axes {_axes_text(flow, flow.axes)} by a "
