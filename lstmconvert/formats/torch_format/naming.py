@@ -8,9 +8,10 @@ canonical naming of ``SequenceLSTM``:
 
 * ``embedding.weight``
 * ``lstm.weight_ih_l{k}[_reverse]`` ... when one ``nn.LSTM(num_layers=L)`` can hold every layer
-  (same hidden and projection sizes, bias, direction count and dtype; bidirectional layers merged by
-  concatenation, as ``nn.LSTM`` does between its layers);
-* otherwise one single-layer ``nn.LSTM`` per layer: ``lstm.{k}.weight_ih_l0[_reverse]``;
+  (same hidden and projection sizes, bias and direction count, no reverse-only layer, bidirectional
+  layers merged by concatenation as ``nn.LSTM`` does between its layers);
+* otherwise one single-layer ``nn.LSTM`` per layer: ``lstm.{k}.weight_ih_l0[_reverse]`` (a layer
+  that only runs backward keeps its weights under the forward names; the stored config marks it);
 * ``head.{j}.weight``, ``head.{j}.bias``.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
+
+import numpy as np
 
 from ...model import SequenceModel
 
@@ -114,11 +117,6 @@ def canonical_naming(config) -> Naming:
     )
 
 
-def is_single_module(naming: Naming) -> bool:
-    """True if every LSTM layer lives in one nn.LSTM (canonical ``lstm.weight_ih_l{k}`` layout)."""
-    return len({slot.module for slot in naming.layers}) == 1
-
-
 def state_arrays(model: SequenceModel, naming: Naming) -> dict:
     """The model's weights as an ordered {state_dict key: numpy array}, placed by ``naming``.
 
@@ -127,8 +125,6 @@ def state_arrays(model: SequenceModel, naming: Naming) -> dict:
     so a layer with one bias (a Keras source keeps its single bias in ``b_ih``) gets an explicit
     zero ``bias_hh``: the sum the cell adds is unchanged, bit for bit.
     """
-    import numpy as np
-
     out: dict = {}
     if model.embedding is not None:
         out[join(naming.embedding, "weight")] = model.embedding.weight

@@ -37,9 +37,3 @@ def to_tensor(array: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(array.view(np.int16).copy()).view(torch.bfloat16)
     return torch.from_numpy(array.copy())
 
-
-def torch_dtype(dtype: np.dtype) -> torch.dtype:
-    """The torch dtype matching a numpy (or ml_dtypes) dtype."""
-    if np.dtype(dtype).name == "bfloat16":
-        return torch.bfloat16
-    return torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
