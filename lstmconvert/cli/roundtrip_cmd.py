@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .verify_cmd import input_shape_options
 
 
 @click.command()
@@ -16,14 +17,12 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
                    "torch,keras,onnx). A format named here that cannot carry SRC fails the run; by "
                    "default it is skipped with the reason.")
 @click.option("--from", "src_format", type=FORMAT_CHOICE, help="SRC's format (default: from the extension).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--atol", type=float, help="Absolute tolerance for outputs (default by dtype).")
-@click.option("--rtol", type=float, help="Relative tolerance for outputs (default by dtype).")
+@input_shape_options
 @click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
               help="Write the intermediate files into this existing folder and keep them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @read_hint_options
-def roundtrip(src: Path, via, src_format, seed, atol, rtol, keep, as_json, **kwargs) -> int:
+def roundtrip(src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, keep, as_json, **kwargs) -> int:
     """Write SRC (as it is) through each format and read it back: weights must come back
     bit-exact and every format's runtime must compute what SRC's runtime computes.
 
@@ -31,7 +30,7 @@ def roundtrip(src: Path, via, src_format, seed, atol, rtol, keep, as_json, **kwa
     """
     from ..verify import roundtrip as run_roundtrip
 
-    report = run_roundtrip(src, via=via, seed=seed, atol=atol, rtol=rtol, src_format=src_format, keep=keep,
-                           **hints_from(kwargs))
+    report = run_roundtrip(src, via=via, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
+                           src_format=src_format, keep=keep, **hints_from(kwargs))
     click.echo(report.to_json() if as_json else report.render_text())
     return 0 if report.passed else 1

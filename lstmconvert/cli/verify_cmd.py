@@ -9,6 +9,33 @@ import click
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
 
 
+def _int_list(ctx, param, value):
+    """"1,3" -> (1, 3); None stays None."""
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected positive integers, got {value!r}")
+    return sizes
+
+
+def input_shape_options(func):
+    """--seed, --batch, --steps, --atol, --rtol: the inputs and tolerances of a numeric check."""
+    func = click.option("--rtol", type=float,
+                        help="Relative tolerance (default by dtype: fp32 1e-5, fp16 1e-2, bf16 6e-2, fp64 1e-8).")(func)
+    func = click.option("--atol", type=float,
+                        help="Absolute tolerance (default by dtype: fp32 1e-5, fp16 1e-2, bf16 6e-2, fp64 1e-10).")(func)
+    func = click.option("--steps", callback=_int_list, metavar="T,...",
+                        help="Sequence lengths to test instead of the defaults (for files that only run at some lengths).")(func)
+    func = click.option("--batch", "batch_sizes", callback=_int_list, metavar="N,...",
+                        help="Batch sizes to test instead of the defaults.")(func)
+    func = click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")(func)
+    return func
+
+
 @click.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
@@ -17,14 +44,12 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
 @click.option("--expect", type=click.Choice(["same", "forward-half"]), default=None,
               help="What DST must compute: SRC's output, or SRC's output in its forward half "
                    "(default: worked out from the two models' output widths).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--atol", type=float, help="Absolute tolerance (default by dtype: fp32 1e-5, fp16 1e-2, fp64 1e-10).")
-@click.option("--rtol", type=float, help="Relative tolerance (default by dtype: fp32 1e-5, fp16 1e-2, fp64 1e-8).")
+@input_shape_options
 @click.option("--no-diagnose", is_flag=True, help="On a mismatch, skip the search for the likely cause.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @read_hint_options
-def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, atol, rtol, no_diagnose, as_json,
-           **kwargs) -> int:
+def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, batch_sizes, steps, atol, rtol, no_diagnose,
+           as_json, **kwargs) -> int:
     """Run SRC and DST in their own frameworks on the same seeded inputs and compare.
 
     Exit status: 0 if DST matches, 1 on a mismatch (the failing inputs and the likely cause are
@@ -32,7 +57,7 @@ def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, atol, rto
     """
     from ..verify import verify as run_verify
 
-    report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, src_format=src_format,
-                        dst_format=dst_format, diagnose=not no_diagnose, **hints_from(kwargs))
+    report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
+                        src_format=src_format, dst_format=dst_format, diagnose=not no_diagnose, **hints_from(kwargs))
     click.echo(report.to_json() if as_json else report.render_text())
     return 0 if report.passed else 1

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
 from ..api import load
-from ..errors import LstmConvertError
+from ..errors import LstmConvertError, MissingDependencyError
 from ..model import SequenceModel
 from ..registry import FormatInfo, format_for_path, format_module
 from .compare import Tolerance, default_tolerance, error_stats
@@ -49,6 +49,26 @@ class LoadedFile:
         return self._outputs[key]
 
 
+@dataclass(frozen=True)
+class Settings:
+    """How to check: input seed and shapes, tolerances (None: by dtype)."""
+
+    seed: int = 0
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    batch_sizes: Optional[tuple] = None
+    steps: Optional[tuple] = None
+
+    @classmethod
+    def make(cls, seed: int = 0, atol: Optional[float] = None, rtol: Optional[float] = None,
+             batch_sizes: Optional[Sequence[int]] = None, steps: Optional[Sequence[int]] = None) -> "Settings":
+        """Settings from user values (any integer sequences for the shapes)."""
+        return cls(seed, atol, rtol, _sizes(batch_sizes), _sizes(steps))
+
+    def inputs(self, model: SequenceModel) -> list:
+        return make_inputs(model, self.seed, self.batch_sizes, self.steps)
+
+
 @dataclass
 class Observation:
     """One input batch and what both runtimes returned (``dst`` is None if DST failed to run)."""
@@ -66,6 +86,8 @@ def verify(
     seed: int = 0,
     atol: Optional[float] = None,
     rtol: Optional[float] = None,
+    batch_sizes: Optional[Sequence[int]] = None,
+    steps: Optional[Sequence[int]] = None,
     src_format: Optional[str] = None,
     dst_format: Optional[str] = None,
     diagnose: bool = True,
@@ -79,6 +101,8 @@ def verify(
             its first half equals SRC's) or None to work it out from the two models.
         seed: seed of the random inputs.
         atol, rtol: tolerances; default by dtype (see ``compare.DEFAULT_TOLERANCES``).
+        batch_sizes, steps: input shapes to use instead of the defaults (every combination), for
+            files that only run at some shapes.
         src_format, dst_format: override the formats the extensions imply.
         diagnose: on a mismatch, test the usual conversion bugs against DST's numbers.
         **hints: read hints for PyTorch files (embedding, head, batch_first, readout).
@@ -95,7 +119,8 @@ def verify(
     """
     source = LoadedFile.open(src, src_format, **hints)
     target = LoadedFile.open(dst, dst_format, **hints)
-    return verify_loaded(source, target, expect=expect, seed=seed, atol=atol, rtol=rtol, diagnose=diagnose)
+    settings = Settings.make(seed, atol, rtol, batch_sizes, steps)
+    return verify_loaded(source, target, expect=expect, settings=settings, diagnose=diagnose)
 
 
 def verify_loaded(
@@ -103,27 +128,25 @@ def verify_loaded(
     target: LoadedFile,
     *,
     expect: Optional[str] = None,
-    seed: int = 0,
-    atol: Optional[float] = None,
-    rtol: Optional[float] = None,
+    settings: Settings = Settings(),
     diagnose: bool = True,
 ) -> VerifyReport:
-    """``verify`` on files already loaded (roundtrip reuses the loaded source)."""
+    """``verify`` on files already loaded (roundtrip and tests reuse a loaded source)."""
     check_same_inputs(source, target)
     expect, reason = resolve_expect(source.model, target.model, expect)
-    tol = default_tolerance(source.model.dtype, target.model.dtype, atol=atol, rtol=rtol)
+    tol = default_tolerance(source.model.dtype, target.model.dtype, atol=settings.atol, rtol=settings.rtol)
     report = VerifyReport(
         src=str(source.path), dst=str(target.path), src_format=source.info.name, dst_format=target.info.name,
-        expect=expect, expect_reason=reason, tolerance=tol, seed=seed,
+        expect=expect, expect_reason=reason, tolerance=tol, seed=settings.seed,
     )
     observations = []
-    for case in make_inputs(source.model, seed):
+    for case in settings.inputs(source.model):
         expected = run_source(source, case)
         try:
             actual = target.run(case.data)
-        except LstmConvertError:
+        except MissingDependencyError:
             raise
-        except Exception as exc:  # the converted file does not run: that is the conversion failing
+        except Exception as exc:  # DST was read but does not run: the conversion failed
             report.cases.append(CaseResult(case.label(), error=f"DST failed to run: {_one_line(exc)}"))
             observations.append(Observation(case, expected, None))
             continue
@@ -217,7 +240,10 @@ def run_source(source: LoadedFile, case: InputCase) -> np.ndarray:
     except LstmConvertError:
         raise
     except Exception as exc:
-        raise LstmConvertError(f"{source.path}: SRC failed to run on input {case.label()}: {_one_line(exc)}") from exc
+        raise LstmConvertError(
+            f"{source.path}: SRC failed to run on input {case.label()}: {_one_line(exc)} "
+            "(if the file only runs at some shapes, choose them with --batch/--steps)"
+        ) from exc
     n, t = case.data.shape[:2]
     width = source.model.output_size
     wanted = (n, t, width) if source.model.readout == "sequence" else (n, width)
@@ -226,6 +252,10 @@ def run_source(source: LoadedFile, case: InputCase) -> np.ndarray:
             f"{source.path}: its runtime returned shape {tuple(out.shape)} for input {case.label()}, expected {wanted}"
         )
     return out
+
+
+def _sizes(values: Optional[Sequence[int]]) -> Optional[tuple]:
+    return None if values is None else tuple(int(v) for v in values)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -56,12 +56,17 @@ class ErrorStats:
 
     def to_dict(self) -> dict:
         return {
-            "max_abs": self.max_abs,
-            "max_rel": self.max_rel,
+            "max_abs": json_number(self.max_abs),
+            "max_rel": json_number(self.max_rel),
             "failing": self.failing,
             "compared": self.compared,
             "worst_index": list(self.worst_index) if self.worst_index is not None else None,
         }
+
+
+def json_number(value: float) -> object:
+    """``value``, or "inf"/"nan" as text: strict JSON has no non-finite numbers."""
+    return value if np.isfinite(value) else str(value)
 
 
 def error_stats(expected: np.ndarray, actual: np.ndarray, tol: Tolerance, where: Optional[np.ndarray] = None) -> ErrorStats:

@@ -110,6 +110,9 @@ def _structure_notes(src: SequenceModel, dst: SequenceModel) -> list:
     if len(src.layers) != len(dst.layers):
         notes.append(f"DST has {len(dst.layers)} LSTM layers, SRC {len(src.layers)}")
     for k, (a, b) in enumerate(zip(src.layers, dst.layers)):
+        if a.reverse != b.reverse and len(a.directions) == len(b.directions) == 1:
+            notes.append(f"layer {k}: DST's runs {'backward' if b.reverse else 'forward'} in time, SRC's "
+                         f"{'backward' if a.reverse else 'forward'}")
         if b.bidirectional and not a.bidirectional and b.merge in ("sum", "ave", "mul"):
             backward = b.directions[1]
             if b.merge == "mul" or any(np.any(x != 0) for x in backward.arrays().values()):

@@ -9,9 +9,11 @@ sequence is padded).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
 
+from ..errors import LstmConvertError
 from ..model import SequenceModel
 
 # (batch size, time steps, lengths or None). Lengths apply only to masked models.
@@ -42,21 +44,50 @@ class InputCase:
         return np.arange(self.data.shape[1])[None, :] < self.lengths[:, None]
 
 
-def make_inputs(model: SequenceModel, seed: int = 0) -> list:
+def make_inputs(
+    model: SequenceModel,
+    seed: int = 0,
+    batch_sizes: Optional[Sequence[int]] = None,
+    steps: Optional[Sequence[int]] = None,
+) -> list:
     """Input batches for ``model``: several batch sizes (incl. 1) and lengths (incl. 1).
 
     Token ids are drawn from 1..vocab-1 (id 0 only as padding, and only when the model is masked:
     a masking embedding treats 0 as padding wherever it appears). Features are standard normal,
     in the model's dtype where numpy has it (float16/32/64), else float32; padding steps hold
     ``mask_value``.
+
+    ``batch_sizes`` / ``steps`` replace the default shapes with every combination of the given
+    sizes, for files that only run at some shapes (an exporter that fixed the time axis). Masked
+    batches of more than one sequence then get seeded random lengths, the first one full.
     """
     rng = np.random.default_rng(seed)
-    shapes = _MASKED_SHAPES if model.masked else _UNMASKED_SHAPES
+    if batch_sizes is None and steps is None:
+        shapes = _MASKED_SHAPES if model.masked else _UNMASKED_SHAPES
+    else:
+        shapes = _chosen_shapes(model, rng, batch_sizes or _DEFAULT_BATCHES, steps or _DEFAULT_STEPS)
     cases = []
     for n, t, lengths in shapes:
         lengths = np.full(n, t) if lengths is None else np.asarray(lengths)
         cases.append(InputCase(_draw(model, rng, n, t, lengths), lengths.astype(np.int64)))
     return cases
+
+
+_DEFAULT_BATCHES = (1, 3)
+_DEFAULT_STEPS = (1, 6)
+
+
+def _chosen_shapes(model: SequenceModel, rng: np.random.Generator, batch_sizes, steps) -> list:
+    shapes = []
+    for n in batch_sizes:
+        for t in steps:
+            if n < 1 or t < 1:
+                raise LstmConvertError(f"batch sizes and steps must be positive, got {n} x {t}")
+            lengths = None
+            if model.masked and n > 1 and t > 1:
+                lengths = np.concatenate([[t], rng.integers(1, t + 1, size=n - 1)])
+            shapes.append((int(n), int(t), lengths))
+    return shapes
 
 
 def feature_dtype(model: SequenceModel) -> np.dtype:

@@ -112,10 +112,11 @@ class HopResult:
     detail: str
     weights: list = field(default_factory=list)  # exactness problems; empty when bit-exact
     verify: Optional[VerifyReport] = None
+    warnings: list = field(default_factory=list)  # what the writer warned about
 
     def to_dict(self) -> dict:
         out = {"format": self.format, "file": self.file, "status": self.status, "detail": self.detail,
-               "weight_problems": list(self.weights)}
+               "weight_problems": list(self.weights), "writer_warnings": list(self.warnings)}
         if self.verify is not None:
             out["verify"] = self.verify.to_dict()
         return out
@@ -144,7 +145,8 @@ class RoundtripReport:
             lines.append(f"  {hop.format:<6} {hop.file:<14} {hop.status.upper():<5} {hop.detail}")
             lines += [f"         - {problem}" for problem in hop.weights]
             if hop.verify is not None and not hop.verify.passed:
-                lines += [f"         - mismatch on {label}" for label in hop.verify.failed_inputs]
+                lines += [f"         - mismatch on {c.label}" + (f": {c.error}" if c.error else "")
+                          for c in hop.verify.cases if not c.passed]
                 lines += [f"         - likely cause: {line}" for line in hop.verify.diagnosis]
         if self.passed:
             lines.append("PASS")

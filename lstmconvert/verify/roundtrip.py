@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Union
 
 from ..api import load, save
 from ..errors import LstmConvertError, MissingDependencyError, UnsupportedError
 from ..registry import FORMATS, format_for_path
-from .check import LoadedFile, run_source, verify_loaded
-from .inputs import make_inputs
+from .check import LoadedFile, Settings, run_source, verify_loaded
 from .report import HopResult, RoundtripReport
 from .weights import exactness_problems
 
@@ -67,6 +67,8 @@ def roundtrip(
     seed: int = 0,
     atol: Optional[float] = None,
     rtol: Optional[float] = None,
+    batch_sizes: Optional[Sequence[int]] = None,
+    steps: Optional[Sequence[int]] = None,
     src_format: Optional[str] = None,
     keep: Optional[PathLike] = None,
     **hints,
@@ -78,7 +80,7 @@ def roundtrip(
         via: formats to go through ("torch", "keras", "onnx", or extensions such as "pt2", "h5"),
             as a comma-separated string or a list; None means torch, keras and onnx. A format named
             here that cannot carry the model fails the round trip; by default it is skipped.
-        seed, atol, rtol: as for ``verify``.
+        seed, atol, rtol, batch_sizes, steps: as for ``verify``.
         src_format: override the format the extension implies.
         keep: a folder to write the intermediate files into (kept); default a temporary folder.
         **hints: read hints for a PyTorch SRC.
@@ -92,29 +94,34 @@ def roundtrip(
     """
     explicit = via is not None
     hops = parse_via(via)
+    settings = Settings.make(seed, atol, rtol, batch_sizes, steps)
     source = LoadedFile.open(src, src_format, **hints)
-    warm_up(source, seed)
+    warm_up(source, settings)
     report = RoundtripReport(src=str(source.path), src_format=source.info.name)
     if keep is not None:
         folder = Path(keep)
         if not folder.is_dir():
             raise LstmConvertError(f"{folder}: not a folder")
         for name, extension in hops:
-            report.hops.append(_hop(source, name, extension, folder, explicit, seed, atol, rtol))
+            report.hops.append(_hop(source, name, extension, folder, explicit, settings))
         return report
     with tempfile.TemporaryDirectory(prefix="lstmconvert-roundtrip-") as tmp:
         for name, extension in hops:
-            report.hops.append(_hop(source, name, extension, Path(tmp), explicit, seed, atol, rtol))
+            report.hops.append(_hop(source, name, extension, Path(tmp), explicit, settings))
     return report
 
 
-def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: bool, seed: int,
-         atol: Optional[float], rtol: Optional[float]) -> HopResult:
+def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: bool,
+         settings: Settings) -> HopResult:
     path = folder / f"{source.path.stem}.roundtrip{extension}"
     info = format_for_path(path)
     model = source.model
     try:
-        save(model, path, force=True)
+        # Writers warn about changes a user should know (e.g. Keras being batch-major); the round
+        # trip judges by weights and outputs, so the warnings go to the report, not the console.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            save(model, path, force=True)
     except MissingDependencyError as exc:
         if explicit:
             raise
@@ -133,7 +140,7 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
     single_bias = info.name in SINGLE_BIAS_FORMATS
     problems = exactness_problems(model, back, single_bias=single_bias)
     try:
-        outputs = verify_loaded(source, LoadedFile(path, back, info), expect="same", seed=seed, atol=atol, rtol=rtol)
+        outputs = verify_loaded(source, LoadedFile(path, back, info), expect="same", settings=settings)
     except LstmConvertError as exc:  # SRC already ran (warm_up), so this is the hop file's problem
         return HopResult(name, path.name, "fail", f"cannot compare outputs: {_reason(exc)}", weights=problems)
     count = len(model.arrays())
@@ -144,12 +151,13 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
     worst = max((c.stats.max_abs for c in outputs.cases if c.stats is not None), default=float("nan"))
     runs = f"outputs {'match' if outputs.passed else 'MISMATCH'} in {info.name} (max abs {worst:.3g}, {outputs.tolerance})"
     status = "pass" if not problems and outputs.passed else "fail"
-    return HopResult(name, path.name, status, f"{weights}; {runs}", weights=problems, verify=outputs)
+    return HopResult(name, path.name, status, f"{weights}; {runs}", weights=problems, verify=outputs,
+                     warnings=[" ".join(str(w.message).split()) for w in caught])
 
 
-def warm_up(source: LoadedFile, seed: int) -> None:
+def warm_up(source: LoadedFile, settings: Settings) -> None:
     """Run SRC on every input once up front: a SRC that cannot run is bad input, not a failed hop."""
-    for case in make_inputs(source.model, seed):
+    for case in settings.inputs(source.model):
         run_source(source, case)
 
 
