@@ -30,10 +30,14 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
     """Convert SRC to a bidirectional model (or only its format) and write it to DST."""
     from ..api import load, save
     from ..convert import to_bidirectional
+    from ..errors import LstmConvertError
 
     model = load(src, format=src_format, **hints_from(kwargs))
     if not keep_direction:
-        model = to_bidirectional(model, backward=backward, merge=merge, preserve=preserve, seed=seed)
+        try:
+            model = to_bidirectional(model, backward=backward, merge=merge, preserve=preserve, seed=seed)
+        except LstmConvertError as exc:
+            raise LstmConvertError(f"{src}: {exc}") from exc
     written = save(model, dst, format=dst_format, force=force, opset=opset)
     verdict = model.meta.get("preservation")
     summary = "format only" if keep_direction else f"bidirectional, merge={merge}, backward={backward}"
