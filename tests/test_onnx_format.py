@@ -216,6 +216,34 @@ def test_onnx_only_features_survive_onnx_to_onnx(name, tmp_path):
     assert [bool(p) for p in src_p] == dst_p
 
 
+def test_layout_1_is_read_and_written_as_layout_0_with_transposes(tmp_path):
+    """onnxruntime refuses layout=1, so the source's reference is ONNX's reference evaluator."""
+    from onnx.reference import ReferenceEvaluator
+
+    src, dst = FIXTURES / "handmade_layout1.onnx", tmp_path / "out.onnx"
+    inputs = np.load(FIXTURES / "handmade_layout1.ref.npz")["inputs"]
+    model = lstmconvert.load(src)
+    assert model.batch_first
+    convert(src, dst, "--keep-direction")
+    assert all(node_attributes(n).get("layout", 0) == 0 for n in lstm_nodes(dst))
+    (expected,) = ReferenceEvaluator(str(src)).run(None, {"x": inputs})
+    np.testing.assert_allclose(ort_run(dst, {"x": inputs}), expected, atol=1e-6, rtol=0)
+
+
+def test_local_functions_no_ops_and_zero_peepholes(tmp_path):
+    """An LSTM inside a local function, Identity/Dropout/Cast around it, all-zero P, a Gemm head."""
+    src = FIXTURES / "handmade_function_dropout.onnx"
+    inputs = np.load(FIXTURES / "handmade_function_dropout.ref.npz")["inputs"]
+    model = lstmconvert.load(src)
+    assert model.readout == "last" and model.head[0].activation == "softmax"
+    assert model.layers[0].directions[0].peephole is None  # all-zero P carries nothing
+    feed = {"x": np.swapaxes(inputs, 0, 1)}
+    for extra in (["--keep-direction"], []):
+        dst = tmp_path / f"out{len(extra)}.onnx"
+        convert(src, dst, *extra)
+        np.testing.assert_allclose(ort_run(dst, feed), ort_run(src, feed), atol=1e-6, rtol=0)
+
+
 # -- masked models against PyTorch packed sequences ----------------------------------------------------
 def _packed_reference(module, tokens_or_features, lengths, batch_first, last_state, fc):
     import torch

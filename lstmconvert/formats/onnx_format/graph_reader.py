@@ -575,8 +575,7 @@ class GraphReader:
         if all(w == "seq" for w in whats):
             return "sequence", False
         if whats == ["rev"] and layer.reverse:
-            if masked:
-                raise UnsupportedError(f"{consumer}: a time-reversed output of a masked LSTM")
+            # Keras go_backwards: the output reversed over the full padded length (padding first).
             return "sequence", True
         finals = []
         for entry in flow.entries:

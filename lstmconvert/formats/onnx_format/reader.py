@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+import onnx.inliner
 
 from ...errors import ReadError
 from ...model import SequenceModel
