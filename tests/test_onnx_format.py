@@ -122,6 +122,13 @@ def test_keras_go_backwards_reads_as_a_reverse_layer_with_reversed_output():
     assert layer.reverse and layer.reversed_output and not layer.bidirectional
 
 
+def test_hints_cannot_contradict_the_file():
+    with pytest.raises(lstmconvert.LstmConvertError, match="time-first"):
+        lstmconvert.load(FIXTURES / "torch_tagger_ts.onnx", batch_first=True)
+    with pytest.raises(lstmconvert.LstmConvertError, match="readout is 'sequence'"):
+        lstmconvert.load(FIXTURES / "torch_tagger_ts.onnx", readout="last")
+
+
 def test_tf_keras_hard_sigmoid_reads_as_alpha_0_2():
     model = lstmconvert.load(FIXTURES / "tf_hard_sigmoid.onnx")
     assert model.layers[0].directions[0].activations[0] == Activation("hard_sigmoid", alpha=0.2, beta=0.5)

@@ -63,7 +63,10 @@ class GraphReader:
         if hints.readout is not None and hints.readout != flow.readout:
             raise UnsupportedError(f"the file's readout is {flow.readout!r}; --readout cannot change that for ONNX")
         masked = prefix.lengths is not None
-        model = SequenceModel(
+        mask_value = 0.0  # token padding is id 0; lengths given as an input assume 0.0 padding too
+        if masked and prefix.input_kind == "features" and prefix.lengths.pad_value is not None:
+            mask_value = prefix.lengths.pad_value
+        return SequenceModel(
             layers=[record.layer for record in prefix.layers],
             embedding=prefix.embedding,
             head=list(flow.head),
@@ -71,11 +74,9 @@ class GraphReader:
             batch_first=batch_first,
             readout=flow.readout,
             masked=masked,
-            mask_value=float(prefix.lengths.pad_value) if masked and prefix.input_kind == "features"
-            and prefix.lengths.pad_value is not None else 0.0,
+            mask_value=mask_value,
             meta={"onnx": self._meta(prefix, output)},
         )
-        return model
 
     def _meta(self, prefix: Prefix, output: str) -> dict:
         data = next(i for i in self.index.inputs if i.name == prefix.input_name)
