@@ -237,11 +237,13 @@ def run_source(source: LoadedFile, case: InputCase) -> np.ndarray:
     """SRC's runtime output on one batch; any failure is bad input (LstmConvertError)."""
     try:
         out = source.run(case.data)
-    except LstmConvertError:
+    except MissingDependencyError:
         raise
     except Exception as exc:
+        problem = str(exc) if isinstance(exc, LstmConvertError) else _one_line(exc)
+        where = "" if str(source.path) in problem else f"{source.path}: "
         raise LstmConvertError(
-            f"{source.path}: SRC failed to run on input {case.label()}: {_one_line(exc)} "
+            f"{where}SRC failed to run on input {case.label()}: {problem} "
             "(if the file only runs at some shapes, choose them with --batch/--steps)"
         ) from exc
     n, t = case.data.shape[:2]
