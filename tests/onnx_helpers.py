@@ -16,8 +16,8 @@ FIXTURES = ROOT / "fixtures" / "onnx"
 
 def ort_run(path: Path, feed: dict) -> np.ndarray:
     """Run ``path`` in onnxruntime (CPU) on ``feed`` as given (no layout handling); first output."""
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, feed)[0]
+    inference = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return inference.run(None, feed)[0]
 
 
 def input_names(path: Path) -> list:

@@ -1,4 +1,4 @@
-"""A small helper that accumulates nodes and initializers with unique, readable names."""
+"""A graph builder that accumulates nodes and initializers with unique, readable names."""
 
 from __future__ import annotations
 

@@ -22,18 +22,18 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     """
     import onnxruntime
 
-    session = _session(onnxruntime, path)
+    inference = _inference(onnxruntime, path)
     meta = model.meta.get("onnx", {})
-    declared = {i.name: i for i in session.get_inputs()}
-    data_name = (meta.get("input_names") or [session.get_inputs()[0].name])[0]
-    output_name = (meta.get("output_names") or [session.get_outputs()[0].name])[0]
+    declared = {i.name: i for i in inference.get_inputs()}
+    data_name = (meta.get("input_names") or [inference.get_inputs()[0].name])[0]
+    output_name = (meta.get("output_names") or [inference.get_outputs()[0].name])[0]
     inputs = np.asarray(inputs)
     feed = {data_name: _to_layout(inputs, model.batch_first).astype(_numpy_type(declared[data_name].type))}
     lengths_input = meta.get("lengths_input")
     if lengths_input:
         feed[lengths_input] = _count_real_steps(inputs, model).astype(_numpy_type(declared[lengths_input].type))
     try:
-        (output,) = session.run([output_name], feed)
+        (output,) = inference.run([output_name], feed)
     except Exception as exc:
         raise LstmConvertError(f"{path}: onnxruntime failed to run it: {_first_line(exc)}") from exc
     if model.readout == "sequence" and not model.batch_first:
@@ -41,7 +41,7 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     return output
 
 
-def _session(onnxruntime, path: Path):
+def _inference(onnxruntime, path: Path):
     # The file is loaded through the same checked external-data loader the reader uses, so the
     # runtime never follows a data path of the file's choosing.
     proto = load_model(path)
