@@ -93,7 +93,7 @@ def test_tf_keras_hard_sigmoid_becomes_onnx_hard_sigmoid_alpha_0_2(tmp_path):
 
 def test_keras3_hard_sigmoid_becomes_onnx_hard_sigmoid_alpha_one_sixth(tmp_path):
     """Keras 3's hard_sigmoid is relu6(x + 3) / 6: alpha 1/6, not tf.keras's 0.2."""
-    keras = pytest.importorskip("keras")
+    import keras
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((None, 3)),
                               keras.layers.LSTM(5, recurrent_activation="hard_sigmoid", return_sequences=True),

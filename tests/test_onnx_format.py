@@ -76,7 +76,7 @@ def test_fixture_file_runs_like_its_framework(name):
 
 @pytest.mark.parametrize("name", sorted(TORCH_FIXTURES))
 def test_torch_exports_read_back_to_the_state_dict_bit_exact(name):
-    torch = pytest.importorskip("torch")
+    import torch
     state = {k: v.numpy() for k, v in torch.load(FIXTURES / f"{name}.pt", weights_only=True).items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -175,7 +175,7 @@ def test_widening_with_sum_and_ave_merges(merge, tmp_path):
 
 def test_bidirectional_last_state_uses_the_reverse_state_after_t0(tmp_path):
     """Widen a last-state classifier with copied weights: Y_h[reverse] must be the state after t=0."""
-    torch = pytest.importorskip("torch")
+    import torch
     src = FIXTURES / "torch_classifier_ts.onnx"
     inputs, _ = reference("torch_classifier_ts")
     model = lstmconvert.load(src)
@@ -268,7 +268,7 @@ def _packed_reference(module, tokens_or_features, lengths, batch_first, last_sta
 
 def test_masked_tokens_match_torch_packed_sequences(tmp_path):
     """The packed-sequence export, rewritten with lengths counted from the padding, on ragged batches."""
-    torch = pytest.importorskip("torch")
+    import torch
     state = torch.load(FIXTURES / "torch_packed_ts.pt", weights_only=True)
     embedding, lstm, fc = torch.nn.Embedding(12, 6, padding_idx=0), torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True), torch.nn.Linear(10, 4)
     embedding.load_state_dict({"weight": state["embedding.weight"]})
@@ -298,7 +298,7 @@ def test_masked_tokens_match_torch_packed_sequences(tmp_path):
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_masked_features_widened_match_torch_packed_last_state(batch_first, tmp_path):
     """A forward LSTM on features, masked, widened with copied weights; readout = last state."""
-    torch = pytest.importorskip("torch")
+    import torch
     torch.manual_seed(3)
     source = torch.nn.LSTM(3, 4, batch_first=batch_first)
     fc = torch.nn.Linear(4, 2)
@@ -440,7 +440,7 @@ def test_float64_is_written_as_is_and_runtime_refusal_is_reported(tmp_path):
 
 
 def test_bfloat16_needs_opset_22(tmp_path):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+    import ml_dtypes
     model = _small_model(ml_dtypes.bfloat16)
     with pytest.raises(lstmconvert.LstmConvertError, match="bfloat16 LSTM weights need opset 22"):
         lstmconvert.save(model, tmp_path / "old.onnx", opset=21)
