@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 KERAS_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "keras"
 

@@ -82,8 +82,8 @@ class KerasFile:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def close(self) -> None:  # pragma: no cover - overridden
-        pass
+    def close(self) -> None:
+        """Release the file; subclasses close what they opened."""
 
 
 class KerasArchive(KerasFile):
@@ -145,7 +145,7 @@ class KerasArchive(KerasFile):
         return [read_dataset(group[k], f"{where} ({full}/{k})", self.path, declared) for k in keys]
 
     def saved_name(self, group_path: str) -> Optional[str]:
-        """The layer name Keras >= 3.? wrote beside a ``vars`` group (absent in older files)."""
+        """The layer name recent Keras 3 releases write beside a ``vars`` group (older files have none)."""
         group = self._h5.get(f"{group_path}/vars")
         if group is None or "name" not in group.attrs:
             return None

@@ -7,22 +7,14 @@ import os
 from ...errors import MissingDependencyError, require
 
 
-def _quiet_tensorflow() -> None:
-    # TensorFlow prints several INFO lines (oneDNN, CUDA probing) on import; keep the CLI's output
-    # to what lstmconvert says unless the user chose a log level.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
 def import_keras():
     """Keras 3 on the TensorFlow backend (unless KERAS_BACKEND already names another)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    _quiet_tensorflow()
     return require("keras", "keras", "writing and running Keras files")
 
 
 def import_tf_keras(path: object):
     """tf_keras (Keras 2 on TensorFlow), which runs files written by tf.keras / Keras 2."""
-    _quiet_tensorflow()
     try:
         import tf_keras
     except ImportError as exc:

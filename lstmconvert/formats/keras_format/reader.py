@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import ReadError, UnsupportedError
-from ...model import HEAD_ACTIVATIONS, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
+from ...model import HEAD_ACTIVATIONS, MERGE_MODES, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from .config import activation_name, policy_name, read_activation
 from .container import KerasArchive, KerasFile, open_keras_file
@@ -25,7 +25,6 @@ NO_OP_CLASSES = (
     "Dropout", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "AlphaDropout",
     "ActivityRegularization", "Identity",
 )
-MERGE_MODES = ("concat", "sum", "ave", "mul")
 
 
 def read(path: Path, hints: ReadHints) -> SequenceModel:
