@@ -14,7 +14,7 @@ def describe(model: SequenceModel, source: str) -> dict:
         fwd = layer.directions[0]
         layers.append({
             "index": k,
-            "direction": "bidirectional" if layer.bidirectional else ("reverse" if layer.reverse else "forward"),
+            "direction": _direction_name(layer),
             "merge": layer.merge if layer.bidirectional else None,
             "input_size": layer.input_size,
             "hidden_size": layer.hidden_size,
@@ -22,6 +22,8 @@ def describe(model: SequenceModel, source: str) -> dict:
             "output_size": layer.output_size,
             "bias": fwd.has_bias,
             "activations": [str(a) for a in fwd.activations],
+            **({"reverse_activations": [str(a) for a in layer.directions[1].activations]}
+               if layer.bidirectional and layer.directions[1].activations != fwd.activations else {}),
             "dtype": str(fwd.w_ih.dtype),
             "parameters": sum(a.size for d in layer.directions for a in d.arrays().values()),
             **({"clip": layer.clip} if layer.clip is not None else {}),
@@ -51,6 +53,14 @@ def describe(model: SequenceModel, source: str) -> dict:
     return report
 
 
+def _direction_name(layer) -> str:
+    if layer.bidirectional:
+        return "bidirectional"
+    if layer.reverse:
+        return "reverse (output in reversed time order)" if layer.reversed_output else "reverse"
+    return "forward"
+
+
 def _conversion_outlook(model: SequenceModel) -> dict:
     try:
         check_convertible(model)
@@ -78,7 +88,9 @@ def render_text(report: dict) -> str:
         lines.append(
             f"  lstm {layer['index']}    {layer['direction']}{merge}: {layer['input_size']} -> hidden {layer['hidden_size']}"
             f"{extra} -> out {layer['output_size']}; bias {'yes' if layer['bias'] else 'no'}; "
-            f"activations {'/'.join(layer['activations'])}; {layer['parameters']:,} parameters"
+            f"activations {'/'.join(layer['activations'])}"
+            + (f" (reverse: {'/'.join(layer['reverse_activations'])})" if "reverse_activations" in layer else "")
+            + f"; {layer['parameters']:,} parameters"
         )
     for j, dense in enumerate(report["head"]):
         lines.append(f"  head {j}    dense {dense['in']} -> {dense['out']}, {dense['activation']}")
