@@ -245,17 +245,27 @@ def test_tf_keras_hard_sigmoid_is_read_as_its_own_function(source, keras, tmp_pa
     assert not out.exists()
 
 
-def test_keras3_hard_sigmoid_round_trips(keras, tmp_path):
-    src = tmp_path / "k3_hard.keras"
-    net = keras.Sequential([keras.Input((None, 2)), keras.layers.LSTM(3, recurrent_activation="hard_sigmoid",
-                                                                       return_sequences=True)])
+def test_keras3_hard_sigmoid_and_own_backward_activations_round_trip(keras, tmp_path):
+    """Keras 3's hard_sigmoid is clip(x/6 + 0.5); a Bidirectional whose backward layer has its own
+    activations keeps them through read and write, and Keras computes the same from both files."""
+    layers = keras.layers
+    backward = layers.LSTM(3, activation="relu", recurrent_activation="hard_sigmoid", go_backwards=True,
+                           return_sequences=True)
+    net = keras.Sequential([keras.Input((None, 2)), layers.Masking(0.0),
+                            layers.Bidirectional(layers.LSTM(3, return_sequences=True), backward_layer=backward)])
+    rng = np.random.default_rng(4)
+    net.set_weights([rng.normal(size=w.shape).astype(w.dtype) for w in net.get_weights()])
+    src = tmp_path / "k3.keras"
     net.save(src)
     model = lstmconvert.load(src)
-    assert model.layers[0].directions[0].activations[0] == Activation("hard_sigmoid", alpha=1 / 6, beta=0.5)
+    forward_acts, backward_acts = (d.activations for d in model.layers[0].directions)
+    assert forward_acts == (Activation("sigmoid"), Activation("tanh"), Activation("tanh"))
+    assert backward_acts == (Activation("hard_sigmoid", alpha=1 / 6, beta=0.5), Activation("relu"), Activation("relu"))
     out = tmp_path / "copy.keras"
     lstmconvert.save(model, out)
+    assert [d.activations for d in lstmconvert.load(out).layers[0].directions] == [forward_acts, backward_acts]
     batch = batch_for(model)
-    np.testing.assert_array_equal(lstmconvert.run(out, batch), np.asarray(net(batch)))
+    np.testing.assert_array_equal(lstmconvert.run(out, batch), lstmconvert.run(src, batch))
 
 
 # -- backward-only layers --------------------------------------------------------------------------
