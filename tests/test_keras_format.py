@@ -22,7 +22,6 @@ import pytest
 import lstmconvert
 from lstmconvert import Activation, LSTMLayer, UnsupportedError
 from lstmconvert.cli import main
-from lstmconvert.formats.keras_format.writer import LayoutWarning
 from keras_helpers import (
     KERAS_FIXTURES, LENGTHS, batch_for, keras_order, real_steps_max_diff, reverse_real_steps,
     same_arrays, same_bits,

@@ -104,11 +104,6 @@ def policy_name(config: dict, where: str) -> Optional[str]:
     return name
 
 
-def dtype_name(array: np.ndarray) -> str:
-    """The Keras dtype string of a weight array (ml_dtypes' bfloat16 prints as 'bfloat16')."""
-    return str(array.dtype)
-
-
 def _same_f32(a: Optional[float], b: float) -> bool:
     """Equal at float32 precision: ONNX stores activation parameters as float32."""
     return a is not None and np.float32(a) == np.float32(b)
