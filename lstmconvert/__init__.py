@@ -19,6 +19,7 @@ from .errors import (
     WriteError,
 )
 from .model import Activation, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
+from .verify import RoundtripReport, VerifyReport, roundtrip, verify  # numpy only; frameworks load on use
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ __all__ = [
     "load", "save", "run", "to_bidirectional", "preservation", "Preservation", "PreservationWarning",
     "LstmConvertError", "MissingDependencyError", "ModelError", "ReadError", "UnsupportedError",
     "WriteError", "Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel",
+    "verify", "roundtrip", "VerifyReport", "RoundtripReport",
 ]
