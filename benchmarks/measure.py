@@ -1,0 +1,154 @@
+"""Timing and memory of cold subprocesses, and medians of repeated measurements.
+
+Everything that involves start-up or imports runs as a fresh subprocess, so each side pays its own
+imports. The peak resident memory of exactly that child comes from ``os.wait4``: unlike
+``getrusage(RUSAGE_CHILDREN)``, which keeps the maximum over every child ever waited for, it belongs
+to the one process measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+@dataclass
+class Run:
+    """One finished subprocess."""
+
+    command: list
+    seconds: float
+    peak_rss: int  # bytes
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def failure(self) -> str:
+        """The last informative line of stderr (or stdout), for a table cell."""
+        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit code {self.returncode}"
+        return f"failed (exit {self.returncode}): {last[:160]}"
+
+
+class MeasurementFailed(RuntimeError):
+    """A measured command exited non-zero; the message is the failure line."""
+
+
+def environment() -> dict:
+    """The subprocess environment: this checkout first on the path, TensorFlow's start-up chatter off."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("PYTHONHASHSEED", "0")
+    return env
+
+
+def run_cold(command: Sequence, cwd: Optional[Path] = None) -> Run:
+    """Run ``command`` once as a fresh process; wall time and that process's peak RSS."""
+    command = [str(c) for c in command]
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=cwd, env=environment())
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    # Linux reports ru_maxrss in KiB.
+    return Run(command, seconds, usage.ru_maxrss * 1024, proc.returncode, stdout, stderr)
+
+
+def repeat_cold(command: Sequence, times: int, cwd: Optional[Path] = None,
+                before: Optional[Callable[[], None]] = None) -> list:
+    """``times`` cold runs of ``command``; raises MeasurementFailed on the first failing run."""
+    runs = []
+    for _ in range(times):
+        if before is not None:
+            before()
+        run = run_cold(command, cwd)
+        if not run.ok:
+            raise MeasurementFailed(run.failure())
+        runs.append(run)
+    return runs
+
+
+def median_seconds(runs: list) -> float:
+    return statistics.median(r.seconds for r in runs)
+
+
+def median_rss(runs: list) -> int:
+    return int(statistics.median(r.peak_rss for r in runs))
+
+
+def python() -> str:
+    return sys.executable
+
+
+def console_script(name: str) -> str:
+    """The installed console script beside this interpreter (what ``pip install`` puts on PATH).
+
+    Version-manager shims (pyenv) would add their own start-up to every run, so the script next to
+    ``sys.executable`` is used; ``python -m lstmconvert`` is the fallback for an uninstalled checkout.
+    """
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.is_file() else ""
+
+
+def lstmconvert_command() -> list:
+    script = console_script("lstmconvert")
+    return [script] if script else [python(), "-m", "lstmconvert"]
+
+
+def script(name: str) -> str:
+    """Path of a worker script in benchmarks/scripts."""
+    return str(SCRIPTS / name)
+
+
+def time_copy(source: Path, times: int) -> float:
+    """Median seconds of ``shutil.copyfile`` of ``source`` (plus its side files) to fresh files.
+
+    The I/O floor of writing an output of that size: every copy goes to a new file, which is deleted
+    afterwards, so the page cache holds the source but never the destination.
+    """
+    files = output_files(source)
+    samples = []
+    with tempfile.TemporaryDirectory(dir=source.parent, prefix=".copy.") as folder:
+        for k in range(times):
+            start = time.perf_counter()
+            for f in files:
+                shutil.copyfile(f, Path(folder) / f"{k}.{f.name}")
+            samples.append(time.perf_counter() - start)
+            for f in files:
+                (Path(folder) / f"{k}.{f.name}").unlink()
+    return statistics.median(samples)
+
+
+def output_files(path: Path) -> list:
+    """``path`` and the side files a writer puts beside it (named after it, e.g. ONNX external data)."""
+    return [path] + sorted(p for p in path.parent.glob(path.name + ".*") if p.is_file())
+
+
+def output_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in output_files(path))
+
+
+def remove_output(path: Path) -> None:
+    for f in output_files(path):
+        f.unlink(missing_ok=True)
