@@ -153,9 +153,9 @@ def verify_loaded(
         report.cases.append(compare_case(case, expected, actual, expect, tol, source.model))
         observations.append(Observation(case, expected, actual))
     if not report.passed and diagnose:
-        from .diagnose import diagnose as run_diagnosis
+        from .diagnose import diagnose as run_diagnosis  # diagnose imports this module: import late
 
-        report.diagnosis = run_diagnosis(source.model, target.model, observations, expect, tol)
+        report.diagnosis = run_diagnosis(source.model, target.model, observations, expect)
     return report
 
 

@@ -6,8 +6,9 @@ runtime output far better than the correct model does. Two starting points are t
 
 * SRC as read: the bug happened between SRC and DST (DST's file holds the wrong weights, or DST's
   runtime runs them wrongly).
-* DST as read: the file holds what lstmconvert meant to write, but DST's runtime computes something
-  else (a writer and reader that agree with each other but not with the framework).
+* DST as read, when DST's runtime does not compute what lstmconvert reads from DST: the reader
+  and the runtime disagree about the file (a writer and reader sharing one mistake, or a runtime
+  wrapper bug), and the suspect says how the runtime differs.
 
 The reference pass only ranks explanations; the pass/fail verdict always comes from the runtimes.
 """
@@ -21,14 +22,14 @@ import numpy as np
 from .. import reference
 from ..model import SequenceModel
 from .check import real_step_mask, select_compared
-from .compare import Tolerance, default_tolerance, max_abs_error
+from .compare import default_tolerance, max_abs_error
 from .suspects import Suspect, model_suspects
 from .weights import identify_weight_changes
 
 MAX_REPORTED = 3
 
 
-def diagnose(src: SequenceModel, dst: SequenceModel, observations: list, expect: str, tol: Tolerance) -> list:
+def diagnose(src: SequenceModel, dst: SequenceModel, observations: list, expect: str) -> list:
     """Plain-language findings about a failed verify, most useful first."""
     findings = []
     ran = [o for o in observations if o.dst is not None]
@@ -51,21 +52,24 @@ def diagnose(src: SequenceModel, dst: SequenceModel, observations: list, expect:
     dst_err = max(max_abs_error(o.dst, reference.forward(dst, o.case.data), _where(o, dst)) for o in shaped)
     if dst_err > explain_tol * _scale(shaped, "dst"):
         findings.append(
-            f"DST's runtime does not compute what lstmconvert reads from DST (max abs {dst_err:.3g}): the DST "
-            "file's weights are what was meant, but the runtime runs them differently"
+            f"DST's runtime does not compute what lstmconvert reads from DST (max abs {dst_err:.3g}): lstmconvert's "
+            "reader and the runtime disagree about the file (a writer and reader sharing one mistake, or a "
+            "runtime wrapper bug)"
         )
-        findings += _best_suspects(dst, shaped, lambda o: o.dst, explain_tol, "DST as read")
+        findings += _best_suspects(dst, shaped, lambda o: o.dst, explain_tol, "DST's model as read", findings)
     else:
         findings += identify_weight_changes(src, dst)
 
-    findings += _best_suspects(src, shaped, lambda o: _compared(o, expect), explain_tol, "SRC")
-    if len(findings) == 0:
+    findings += _best_suspects(src, shaped, lambda o: _compared(o, expect), explain_tol, "SRC's model", findings)
+    if not findings:
         findings.append("no catalogued bug explains the difference; compare `lstmconvert inspect` of both files")
     return _unique(findings)
 
 
-def _best_suspects(base: SequenceModel, observations: list, target, explain_tol: float, base_name: str) -> list:
-    """The suspects, applied to ``base``, that reproduce ``target(o)`` much better than ``base`` does."""
+def _best_suspects(base: SequenceModel, observations: list, target, explain_tol: float, base_name: str,
+                   already: list) -> list:
+    """The suspects, applied to ``base``, that reproduce ``target(o)`` much better than ``base`` does
+    (leaving out those already named in ``already``)."""
     scale = max(float(np.max(np.abs(target(o)), initial=0.0)) for o in observations)
     limit = explain_tol * max(1.0, scale)
     base_err = _error(base, Suspect("correct"), observations, target)
@@ -79,8 +83,8 @@ def _best_suspects(base: SequenceModel, observations: list, target, explain_tol:
         return []
     best = scored[0][0]
     picked = [d for e, d in scored if e <= max(2 * best, limit / 10)][:MAX_REPORTED]
-    return [f"{d} — reproduces DST's output to {e:.2g} (the correct {base_name} model is off by {base_err:.2g})"
-            for e, d in scored if d in picked]
+    return [f"{d} — reproduces DST's output to {e:.2g}, where {base_name} is off by {base_err:.2g}"
+            for e, d in scored if d in picked and not any(line.startswith(d + " — ") for line in already)]
 
 
 def _error(base: SequenceModel, suspect: Suspect, observations: list, target) -> float:
@@ -104,7 +108,9 @@ def _structure_notes(src: SequenceModel, dst: SequenceModel) -> list:
     """Differences visible without running anything."""
     notes = []
     if src.readout != dst.readout:
-        notes.append(f"DST's readout is {dst.readout!r} but SRC's is {src.readout!r}")
+        why = [f"{side} is a PyTorch state_dict, which cannot say what its module returns: pass --readout"
+               for side, model in (("SRC", src), ("DST", dst)) if model.meta.get("source_format") == "torch"]
+        notes.append(f"DST's readout is {dst.readout!r} but SRC's is {src.readout!r}" + (f" ({why[0]})" if why else ""))
     if src.masked != dst.masked:
         notes.append("SRC skips padding steps but DST does not" if src.masked else "DST skips padding steps but SRC does not")
     if len(src.layers) != len(dst.layers):
