@@ -105,6 +105,8 @@ class Flow:
         if atom == "D":
             return len(self.entries)
         if atom == "F":
+            if self.width is not None and self.kind == "lstm" and not self.merge and self.axis_of("D") is None:
+                return self.width * len(self.entries)  # the directions sit side by side in F
             return self.width
         if atom == "1":
             return 1

@@ -12,6 +12,11 @@ from ...model import SequenceModel
 from .external_data import load_model
 
 _PROTOBUF_LIMIT = 2**31 - 1
+# onnxruntime's NchwcTransformer (blocked Conv/Pool layouts, active on AVX-512 x86 CPUs) dereferences
+# a null pointer on float16 Transpose -> MatMul chains and kills the process while the session is
+# created (microsoft/onnxruntime#28392; PyTorch's float16 exports all have that chain). It rewrites
+# only convolution-style ops, none of which an LSTM graph contains, so turning it off changes no number.
+_DISABLED_OPTIMIZERS = ["NchwcTransformer"]
 
 
 def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
@@ -47,8 +52,10 @@ def _inference(onnxruntime, path: Path):
     proto = load_model(path)
     try:
         if proto.ByteSize() < _PROTOBUF_LIMIT:
-            return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            return onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"],
+                                                disabled_optimizers=_DISABLED_OPTIMIZERS)
+        return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"],
+                                            disabled_optimizers=_DISABLED_OPTIMIZERS)
     except Exception as exc:
         raise LstmConvertError(f"{path}: onnxruntime cannot load it: {_first_line(exc)}") from exc
 
