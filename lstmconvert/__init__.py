@@ -19,7 +19,7 @@ from .errors import (
     WriteError,
 )
 from .model import Activation, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
-from .verify import RoundtripReport, VerifyReport, roundtrip, verify  # numpy only; frameworks load on use
+from .checks import RoundtripReport, VerifyReport, roundtrip, verify  # numpy only; frameworks load on use
 
 __version__ = "0.1.0"
 

@@ -28,7 +28,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import lstmconvert  # noqa: E402
 from lstmconvert.convert import preservation  # noqa: E402
-from lstmconvert.verify.check import LoadedFile, verify_loaded  # noqa: E402
+from lstmconvert.checks.check import LoadedFile, verify_loaded  # noqa: E402
 
 FORMATS = ("torch", "keras", "onnx")
 SUFFIX = {"torch": ".pt", "keras": ".keras", "onnx": ".onnx"}

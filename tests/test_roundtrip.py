@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from lstmconvert import gates  # noqa: E402
 from lstmconvert.cli import main  # noqa: E402
-from lstmconvert.verify import roundtrip  # noqa: E402
+from lstmconvert.checks import roundtrip  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TAGGER_PT = FIXTURES / "torch" / "tagger.pt"  # two biases per direction: tests Keras's folding

@@ -22,7 +22,7 @@ import lstmconvert  # noqa: E402
 from lstmconvert import gates  # noqa: E402
 from lstmconvert.cli import main  # noqa: E402
 from lstmconvert.model import Activation  # noqa: E402
-from lstmconvert.verify import verify  # noqa: E402
+from lstmconvert.checks import verify  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TAGGER_PT = FIXTURES / "torch" / "tagger.pt"  # tokens, 2 forward layers, head, time-first

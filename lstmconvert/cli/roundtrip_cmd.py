@@ -28,7 +28,7 @@ def roundtrip(src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, 
 
     Exit status: 0 if every hop passes, 1 if one fails, 2 if SRC cannot be read or run.
     """
-    from ..verify import roundtrip as run_roundtrip
+    from ..checks import roundtrip as run_roundtrip
 
     report = run_roundtrip(src, via=via, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
                            src_format=src_format, keep=keep, **hints_from(kwargs))

@@ -55,7 +55,7 @@ def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, batch_siz
     Exit status: 0 if DST matches, 1 on a mismatch (the failing inputs and the likely cause are
     printed), 2 if a file cannot be read or run.
     """
-    from ..verify import verify as run_verify
+    from ..checks import verify as run_verify
 
     report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
                         src_format=src_format, dst_format=dst_format, diagnose=not no_diagnose, **hints_from(kwargs))
