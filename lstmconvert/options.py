@@ -11,7 +11,8 @@ class ReadHints:
     """What a file cannot tell about itself; a reader uses the hints that apply to its format.
 
     * ``embedding`` / ``head``: the state_dict prefix of the embedding / head when guessing is
-      ambiguous (PyTorch).
+      ambiguous (PyTorch). ``head`` lists head layers as ``"A:relu,B"``, each optionally with the
+      activation after it, which a state_dict does not record.
     * ``batch_first``: None keeps the format's default (PyTorch: seq-first; Keras: batch-first).
     * ``readout``: "sequence" or "last"; None keeps what the file says (PyTorch default: sequence).
     """

@@ -58,6 +58,12 @@ def _json(tmp_path: Path) -> Path:
     return path
 
 
+def _protocol_4(tmp_path: Path) -> Path:
+    path = tmp_path / "protocol4.pt"
+    torch.save(torch.load(TAGGER, weights_only=True), path, pickle_protocol=4)
+    return path
+
+
 def _no_lstm(tmp_path: Path) -> Path:
     path = tmp_path / "linear.pt"
     torch.save(torch.nn.Linear(3, 2).state_dict(), path)
@@ -69,7 +75,7 @@ def _no_lstm(tmp_path: Path) -> Path:
     (_truncated, "truncated"),
     (_random_bytes, "not a PyTorch checkpoint"),
     (_json, "not a PyTorch checkpoint"),
-    (lambda tmp: FIXTURES / "tagger_pickled_module.pt", "only state_dicts"),
+    (_protocol_4, "protocol 4"),
     (_no_lstm, "no LSTM"),
 ])
 def test_unreadable_sources_exit_2_with_one_line(tmp_path, capsys, make, words):

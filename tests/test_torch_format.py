@@ -6,7 +6,17 @@ against lstmconvert's files run by torch.
 
 from __future__ import annotations
 
+import argparse
+import collections
+import dataclasses
+import datetime
+import gzip
+import os
+import pathlib
+import pickle
 import warnings
+import zipfile
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -234,12 +244,38 @@ def test_embedding_and_head_hints(tmp_path):
         lstmconvert.load(path, head="h2")
 
 
-def test_multi_layer_head_is_read_with_a_warning(tmp_path):
-    state = {**_lstm_state(), "mlp.0.weight": torch.randn(6, 4), "mlp.0.bias": torch.randn(6),
-             "mlp.2.weight": torch.randn(3, 6), "mlp.2.bias": torch.randn(3)}
-    with pytest.warns(UserWarning, match="does not record activations"):
-        model = lstmconvert.load(_save(tmp_path, state))
-    assert [d.out_features for d in model.head] == [6, 3] and model.input_kind == "features"
+class MLPTagger(nn.Module):
+    """Features (N, T, 4) -> nn.LSTM(batch_first) -> Sequential(Linear, ReLU, Dropout, Linear) per step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout(0.3), nn.Linear(5, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0])
+
+
+def _mlp_tagger(seed: int = 0) -> MLPTagger:
+    torch.manual_seed(seed)
+    return MLPTagger().eval()
+
+
+def test_multi_layer_head_needs_its_activations(tmp_path):
+    """A state_dict does not say what runs between head layers: refused until --head names it."""
+    user = _mlp_tagger()
+    path = _save(tmp_path, user.state_dict())
+    with pytest.raises(ReadError, match=r"head\.0 -> head\.3.*--head head\.0:relu,head\.3"):
+        lstmconvert.load(path, batch_first=True)
+    with pytest.raises(ReadError, match="head.0:relu"):  # names alone do not say it either
+        lstmconvert.load(path, batch_first=True, head="head.0,head.3")
+    with pytest.raises(ReadError, match="unknown activation gelu"):
+        lstmconvert.load(path, batch_first=True, head="head.0:gelu,head.3")
+    hints = {"batch_first": True, "head": "head.0:relu,head.3"}
+    model = lstmconvert.load(path, **hints)
+    assert [d.activation for d in model.head] == ["relu", "linear"]
+    x = features(4, 2, 5)
+    assert_close(lstmconvert.run(path, x.numpy(), **hints), numpy_out(user, x))
 
 
 def test_unrelated_tensors_are_refused_but_step_counters_pass(tmp_path):
@@ -254,7 +290,7 @@ def test_unrelated_tensors_are_refused_but_step_counters_pass(tmp_path):
 
 def test_gru_is_not_mistaken_for_an_lstm(tmp_path):
     gru = {f"gru.{k}": v for k, v in nn.GRU(8, 4).state_dict().items()}  # 12 rows: looks like 4*3
-    with pytest.raises(ReadError, match="is it an LSTM"):
+    with pytest.raises(ReadError, match="'gru' is an nn.GRU, not an LSTM"):
         lstmconvert.load(_save(tmp_path, gru))
 
 
@@ -284,3 +320,277 @@ def test_writer_refuses_clip(tmp_path):
     with pytest.raises(LstmConvertError, match="clip"):
         lstmconvert.save(model, tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- checkpoints as training scripts write them -----------------------------------------------
+class Trap:
+    """An object whose unpickling (``__setstate__``) creates ``marker``; lstmconvert must never run it."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["marker"]).touch()
+        self.__dict__.update(state)
+
+
+class TrappedMLPTagger(MLPTagger):
+    """MLPTagger whose unpickling creates ``marker``: ``torch.save(model)`` of it must be read without that."""
+
+    def __init__(self, marker) -> None:
+        super().__init__()
+        self.marker = str(marker)
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["marker"]).touch()
+        super().__setstate__(state)
+
+
+class AttrDict(dict):
+    """A config dict with attribute access (items only, as many training scripts define it)."""
+
+    __getattr__ = dict.__getitem__
+
+
+class EasyDict(dict):
+    """A dict subclass that also stores every item as an attribute, so it pickles attributes."""
+
+    def __init__(self, **items) -> None:
+        super().__init__(**items)
+        self.__dict__.update(items)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    hidden: int = 16
+    started: datetime.datetime = datetime.datetime(2024, 1, 2, 3, 4, 5)
+
+
+def _assert_same_state(model, state: dict, prefix: str = "") -> None:
+    """The neutral model's arrays equal, bit for bit, the state_dict tensors under their source keys."""
+    naming = model.meta["torch"]["naming"]
+    assert naming["layers"] and all(layer[0] == f"{prefix}lstm" for layer in naming["layers"])
+    written = {}
+    for k, layer in enumerate(model.layers):
+        for d, direction in enumerate(layer.directions):
+            for field, param in (("w_ih", "weight_ih"), ("w_hh", "weight_hh"), ("b_ih", "bias_ih"), ("b_hh", "bias_hh")):
+                written[f"{prefix}lstm.{param}_l{k}{'_reverse' if d else ''}"] = getattr(direction, field)
+    for j, dense in enumerate(model.head):
+        written[f"{naming['head'][j]}.weight"] = dense.weight
+        written[f"{naming['head'][j]}.bias"] = dense.bias
+    if model.embedding is not None:
+        written[f"{naming['embedding']}.weight"] = model.embedding.weight
+    assert set(written) == set(state), set(written) ^ set(state)
+    for key, array in written.items():
+        expected = state[key].detach().contiguous().numpy()
+        assert array.dtype == expected.dtype and array.tobytes() == expected.tobytes(), key
+
+
+def test_training_checkpoint_with_python_objects_is_read_without_running_them(tmp_path):
+    """argparse.Namespace, numpy scalars and arrays, paths, dataclasses, dict subclasses: weights_only
+    refuses them; lstmconvert stands in for them, runs none of their code, and reads the weights."""
+    marker = tmp_path / "marker"
+    user = load_user(Tagger, TAGGER)
+    checkpoint = {
+        "epoch": 7, "state_dict": user.state_dict(), "best_acc": np.float64(0.93), "losses": np.array([0.5, 0.25]),
+        "args": argparse.Namespace(lr=0.01, out=pathlib.Path("/runs/1")), "config": RunConfig(),
+        "history": collections.defaultdict(list, {"loss": [1.0]}), "extra": AttrDict(seed=3), "trap": Trap(marker),
+    }
+    path = tmp_path / "checkpoint.pth"
+    torch.save(checkpoint, path)
+    with pytest.raises(pickle.UnpicklingError):  # what makes the file hard: PyTorch's restricted load refuses it
+        torch.load(path, weights_only=True)
+    torch.load(path, weights_only=False)  # the trap works when a file is unpickled normally...
+    assert marker.exists()
+    marker.unlink()
+    model = lstmconvert.load(path)
+    assert not marker.exists()  # ...but lstmconvert never ran it
+    _assert_same_state(model, user.state_dict())
+    assert {"argparse.Namespace", "numpy.dtype", "pathlib.PosixPath", "collections.defaultdict",
+            f"{__name__}.Trap", f"{__name__}.AttrDict", f"{__name__}.RunConfig"} <= set(model.meta["torch"]["not_loaded"])
+    x = tokens(5, 6, 2)
+    assert_close(lstmconvert.run(path, x.T.numpy()).transpose(1, 0, 2), numpy_out(user, x))
+
+
+def test_legacy_serialization_with_objects_is_read(tmp_path):
+    """The pre-1.6 torch.save format (a pickle stream, not a zip), with a Namespace in it."""
+    user = load_user(Tagger, TAGGER)
+    path = tmp_path / "legacy.pt"
+    torch.save({"args": argparse.Namespace(lr=0.1), "model": user.state_dict(), "best": np.float32(0.5)}, path,
+               _use_new_zipfile_serialization=False)
+    assert not zipfile.is_zipfile(path)
+    _assert_same_state(lstmconvert.load(path), user.state_dict())
+
+
+def test_lightning_checkpoint(tmp_path):
+    """A PyTorch Lightning .ckpt: the LightningModule's state_dict (keys 'model.lstm...') among loops,
+    callbacks, optimizer and scheduler states and hyper-parameters."""
+    user = load_user(Tagger, TAGGER)
+    optimizer = torch.optim.Adam(user.parameters())
+    user(tokens(0, 3, 2)).sum().backward()
+    optimizer.step()
+    state = {f"model.{k}": v for k, v in user.state_dict().items()}
+    checkpoint = {
+        "epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0", "state_dict": state,
+        "loops": {"fit_loop": {"epoch_progress": {"total": {"ready": 4, "completed": 3}}}},
+        "callbacks": {"ModelCheckpoint{'monitor': 'val_loss'}": {"best_model_score": torch.tensor(0.25),
+                                                                 "best_model_path": "epoch=2.ckpt"}},
+        "optimizer_states": [optimizer.state_dict()],
+        "lr_schedulers": [torch.optim.lr_scheduler.StepLR(optimizer, 10).state_dict()],
+        "hparams_name": "kwargs", "hyper_parameters": {"hidden": 16, "layers": [1, 2], "args": argparse.Namespace(lr=1)},
+    }
+    path = tmp_path / "epoch=3-step=120.ckpt"
+    torch.save(checkpoint, path)
+    model = lstmconvert.load(path)  # the extension says PyTorch
+    assert model.meta["torch"]["container"] == "state_dict"
+    _assert_same_state(model, state, prefix="model.")
+
+
+def test_whole_pickled_module_is_read_with_layout_and_sequential_head(tmp_path):
+    """torch.save(model): read from the pickled attributes, with no class unpickled. The file also
+    says what a state_dict cannot: nn.LSTM(batch_first=True) and the ReLU inside the Sequential head."""
+    marker = tmp_path / "marker"
+    user = _mlp_tagger()
+    trapped = TrappedMLPTagger(marker).eval()
+    trapped.load_state_dict(user.state_dict())
+    path = tmp_path / "model.pt"
+    torch.save({"model": trapped, "epoch": 2}, path)
+    model = lstmconvert.load(path)
+    assert not marker.exists()
+    assert model.meta["torch"]["kind"] == "state_dict" and model.meta["torch"]["container"] == "model"
+    assert model.batch_first and [d.activation for d in model.head] == ["relu", "linear"]
+    x = features(6, 3, 5)
+    assert_close(lstmconvert.run(path, x.numpy()), numpy_out(user, x))
+    torch.load(path, weights_only=False)  # the trap is live
+    assert marker.exists()
+
+
+def test_scripted_module_gives_layout_and_sequential_head(tmp_path):
+    user = _mlp_tagger(1)
+    path = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(user), str(path))
+    model = lstmconvert.load(path)
+    assert model.batch_first and [d.activation for d in model.head] == ["relu", "linear"]
+    x = features(7, 2, 4)
+    assert_close(lstmconvert.run(path, x.numpy()), numpy_out(user, x))
+
+
+class GeluHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 6)
+        self.head = nn.Sequential(nn.Linear(6, 5), nn.GELU(), nn.Linear(5, 2))
+
+
+def test_pickled_sequential_head_with_other_modules_is_refused(tmp_path):
+    path = tmp_path / "gelu.pt"
+    torch.save(GeluHead(), path)
+    with pytest.raises(ReadError, match=r"'head\.1' \(GELU\)"):
+        lstmconvert.load(path)
+
+
+def test_views_non_contiguous_and_tied_tensors_read_bit_exact(tmp_path):
+    """Tensors saved as views of one flat storage, transposed (non-contiguous), or tied (one storage
+    under two keys, as weight-tied language models save it)."""
+    torch.manual_seed(4)
+    vocab, width = 12, 8
+    lstm = nn.LSTM(width, width)
+    tied = torch.randn(vocab, width)
+    state = {"encoder.weight": tied, **{f"rnn.{k}": v for k, v in lstm.state_dict().items()},
+             "decoder.weight": tied, "decoder.bias": torch.randn(vocab)}
+    flat = torch.cat([v.reshape(-1) for k, v in state.items() if k.startswith("rnn.")])
+    offset = 0
+    for key in [k for k in state if k.startswith("rnn.")]:  # views into one storage
+        size = state[key].numel()
+        state[key] = flat[offset:offset + size].view(state[key].shape)
+        offset += size
+    state["rnn.weight_hh_l0"] = state["rnn.weight_hh_l0"].clone().t().contiguous().t()  # same values, transposed strides
+    assert not state["rnn.weight_hh_l0"].is_contiguous()
+    path = _save(tmp_path, state)
+    model = lstmconvert.load(path)
+    direction = model.layers[0].directions[0]
+    expected = torch.load(path, weights_only=True)
+    for array, key in ((direction.w_ih, "rnn.weight_ih_l0"), (direction.w_hh, "rnn.weight_hh_l0"),
+                       (direction.b_hh, "rnn.bias_hh_l0"), (model.embedding.weight, "encoder.weight"),
+                       (model.head[0].weight, "decoder.weight")):
+        assert array.tobytes() == expected[key].contiguous().numpy().tobytes(), key
+    model.head[0].weight[0, 0] += 1  # tied in the file, independent once read
+    assert model.embedding.weight[0, 0] == tied[0, 0]
+
+
+def _protocol_4(tmp_path):
+    torch.save(_lstm_state(), tmp_path / "p4.pt", pickle_protocol=4)
+    return tmp_path / "p4.pt"
+
+
+def _meta(tmp_path):
+    return _save(tmp_path, {k: torch.empty_like(v, device="meta") for k, v in _lstm_state().items()}, "meta.pt")
+
+
+def _gzipped(tmp_path):
+    with gzip.open(tmp_path / "z.pt", "wb") as handle:
+        torch.save(_lstm_state(), handle)
+    return tmp_path / "z.pt"
+
+
+def _easydict(tmp_path):
+    return _save(tmp_path, {"config": EasyDict(lr=0.1), "model": _lstm_state()}, "easy.pt")
+
+
+class CallsSystem:
+    def __reduce__(self):
+        return (os.system, ("exit 3",))
+
+
+def _numpy_weights(tmp_path):
+    return _save(tmp_path, {k: v.numpy() for k, v in _lstm_state().items()}, "np.pt")
+
+
+def _gru(tmp_path):
+    return _save(tmp_path, {f"gru.{k}": v for k, v in nn.GRU(8, 5).state_dict().items()}, "gru.pt")
+
+
+def _rnn(tmp_path):
+    return _save(tmp_path, {f"rnn.{k}": v for k, v in nn.RNN(8, 5).state_dict().items()}, "rnn.pt")
+
+
+def _cell(tmp_path):
+    return _save(tmp_path, {f"cell.{k}": v for k, v in nn.LSTMCell(8, 5).state_dict().items()}, "cell.pt")
+
+
+def _weight_drop(tmp_path):
+    state = _lstm_state("rnns.0.module.")
+    state["rnns.0.module.weight_hh_l0_raw"] = state.pop("rnns.0.module.weight_hh_l0")
+    return _save(tmp_path, state, "awd.pt")
+
+
+def _quantized(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.LSTM(4, 4)), {nn.LSTM}, dtype=torch.qint8)
+    return _save(tmp_path, quantized.state_dict(), "q.pt")
+
+
+@pytest.mark.parametrize("make, match", [
+    (_protocol_4, "pickled with protocol 4"),
+    (_meta, r"lstm\.weight_ih_l0 is on the 'meta' device"),
+    (_gzipped, "gzip-compressed"),
+    (_easydict, f"{__name__}.EasyDict, a dict subclass that also pickles attributes"),
+    (lambda tmp: _save(tmp, {"model": _lstm_state(), "x": CallsSystem()}, "sys.pt"), r"refers to (posix|nt)\.system"),
+    (_numpy_weights, r"LSTM entries \(lstm\.weight_ih_l0.*numpy\.ndarray objects, not torch tensors"),
+    (_gru, "'gru' is an nn.GRU, not an LSTM"),
+    (_rnn, "'rnn' is an nn.RNN, not an LSTM"),
+    (_cell, r"nn\.LSTMCell weights \(cell\.weight_ih\)"),
+    (_weight_drop, "weight_hh_l0_raw is there instead"),
+    (_quantized, "quantized model"),
+    (lambda tmp: _save(tmp, {}, "empty.pt"), "empty dict"),
+    (lambda tmp: _save(tmp, [_lstm_state()], "list.pt"), "holds a list"),
+    (lambda tmp: _save(tmp, torch.zeros(3), "tensor.pt"), "holds a Tensor"),
+])
+def test_files_lstmconvert_cannot_read_are_refused_precisely(tmp_path, make, match):
+    path = make(tmp_path)
+    with pytest.raises(ReadError, match=match) as info:
+        lstmconvert.load(path)
+    assert str(path) in str(info.value)

@@ -15,7 +15,9 @@ def read_hint_options(func):
     """--embedding, --head, --batch-first/--seq-first, --readout: what a checkpoint cannot tell."""
 
     @click.option("--embedding", metavar="NAME", help="State-dict prefix of the embedding (PyTorch), when ambiguous.")
-    @click.option("--head", metavar="NAME", help="State-dict prefix of the head (PyTorch), when ambiguous.")
+    @click.option("--head", metavar="NAME[:ACT],...",
+                  help="State-dict prefixes of the head layers (PyTorch), when ambiguous, each with the activation "
+                       "that follows it when the file does not record it, e.g. mlp.0:relu,mlp.2.")
     @click.option("--batch-first/--seq-first", "batch_first", default=None,
                   help="Input layout of a PyTorch source (default: seq-first, as nn.LSTM).")
     @click.option("--readout", type=click.Choice(["sequence", "last"]), default=None,

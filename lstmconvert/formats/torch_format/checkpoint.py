@@ -1,8 +1,11 @@
 """Open a PyTorch file without running code from it, and find the state_dict inside.
 
-* ``torch.save`` files (.pt/.pth, zip or legacy): ``torch.load(weights_only=True)``, which rebuilds
-  tensors and plain containers only. A file that needs anything else (a whole pickled ``nn.Module``,
-  custom classes) is refused: unpickling it would import and call code named by the file.
+* ``torch.save`` files (.pt/.pth/.ckpt/.bin, zip or legacy): ``torch.load(weights_only=True)``, which
+  rebuilds tensors and plain containers only. A file that also pickles other objects (an
+  ``argparse.Namespace``, numpy scalars, a whole ``nn.Module``) is loaded the same restricted way
+  with inert stand-ins in place of those objects (see ``stand_ins``): their classes are never
+  imported or called. A whole module's state_dict is then read off its pickled attributes (see
+  ``module_tree``).
 * TorchScript archives: ``torch.jit.load(...).state_dict()``. TorchScript code is compiled by the
   TorchScript compiler, which cannot reach arbitrary Python, and its pickles are read by the
   TorchScript unpickler, which builds tensors and TorchScript objects only. Nothing is called here.
@@ -11,7 +14,7 @@
   unpickles them with ``weights_only=False``.
 
 Checkpoints often wrap the state_dict (``{"epoch": ..., "model_state_dict": ..., "optimizer_state_dict":
-...}``) and prefix its keys (``module.`` from DataParallel, ``_orig_mod.`` from torch.compile): the
+...}``, Lightning's ``{"state_dict": ..., "callbacks": ...}``) and prefix its keys (``module.`` from DataParallel, ``_orig_mod.`` from torch.compile): the
 state_dict holding LSTM weights is picked out and the prefixes are stripped.
 """
 
@@ -22,7 +25,7 @@ import json
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -31,6 +34,8 @@ import torch
 
 from ...errors import ReadError
 from .config import EXTRA_FILE, METADATA_KEY
+from .module_tree import is_pickled_module, pickled_state_dict, pickled_tree, script_tree, strip_tree
+from .stand_ins import StandIn, UnloadableObject, load_with_stand_ins, pickled_head
 
 # Keys of an nn.LSTM parameter: <module prefix>.<param>_l<layer>[_reverse]
 LSTM_KEY = re.compile(r"^(?:(?P<module>.+)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
@@ -38,6 +43,7 @@ LSTM_KEY = re.compile(r"^(?:(?P<module>.+)\.)?(?P<param>weight_ih|weight_hh|bias
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 # Prefixes added to every key by wrappers: DataParallel/DistributedDataParallel, torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass
@@ -45,12 +51,14 @@ class Checkpoint:
     """A file's state_dict, unwrapped, plus what lstmconvert may have stored with it."""
 
     tensors: dict  # key -> torch.Tensor, in file order, wrapper prefixes removed
-    kind: str  # "state_dict", "torchscript" or "export"
+    kind: str  # "state_dict", "pickled_module", "torchscript" or "export"
     blob: Optional[str] = None  # lstmconvert's metadata JSON, if lstmconvert wrote the file
     container: Optional[str] = None  # where in the file the state_dict sat, e.g. "model_state_dict"
     stripped: str = ""  # the prefix removed from every key
     versions: dict = field(default_factory=dict)  # the state_dict's _metadata table (module versions)
-    other: list = field(default_factory=list)  # keys of the state_dict whose values are not tensors
+    other: list = field(default_factory=list)  # "key (type)" of the state_dict's entries that are not tensors
+    stood_in: list = field(default_factory=list)  # names of pickled objects replaced by stand-ins (not loaded)
+    tree: Optional[dict] = None  # module classes and settings, when the file holds modules (see module_tree)
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
@@ -76,25 +84,63 @@ def _starts_with(path: Path, magic: bytes) -> bool:
 def _load_state_dict_file(path: Path) -> Checkpoint:
     if path.stat().st_size == 0:
         raise ReadError(path, "empty file")
+    if _starts_with(path, GZIP_MAGIC):
+        raise ReadError(path, "is gzip-compressed; torch.load reads uncompressed files only: decompress it first "
+                              "(gunzip, or gzip.open + torch.save to a new file)")
     if not zipfile.is_zipfile(path) and not _starts_with(path, b"\x80"):
         raise ReadError(path, "not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)")
+    stood_in: list = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for damaged input
-        text = str(exc)
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
-        if refused:
-            raise ReadError(
-                path,
-                f"holds pickled Python objects ({refused.group(1)}), e.g. a whole module saved with "
-                "torch.save(model); lstmconvert reads only state_dicts (torch.save(model.state_dict(), path)) "
-                "and loads them with weights_only=True, because unpickling objects runs code named by the "
-                "file. Nothing from it was executed",
-            ) from exc
-        raise ReadError(path, f"not a PyTorch checkpoint (torch.load: {_reason(exc)})") from exc
-    return _unwrap(path, obj, "state_dict")
+        if "Unsupported global" not in str(exc):
+            raise _load_error(path, exc) from exc
+        obj, stood_in = _load_with_stand_ins(path)
+    return _unwrap(path, obj, "state_dict", stood_in)
+
+
+def _load_with_stand_ins(path: Path) -> tuple:
+    """The second attempt, for files that pickle objects besides tensors (see ``stand_ins``)."""
+    try:
+        return load_with_stand_ins(path)
+    except UnloadableObject as exc:
+        raise ReadError(
+            path,
+            f"holds a pickled {exc.name}, {exc.reason}. Nothing from it was executed. If you trust the file, "
+            "save the weights on their own: torch.save(model.state_dict(), path)",
+        ) from exc
+    except Exception as exc:
+        raise _load_error(path, exc) from exc
+
+
+def _load_error(path: Path, exc: Exception) -> ReadError:
+    """The ReadError for a failed restricted torch.load, naming what the file asked for."""
+    text = str(exc)
+    blocked = re.search(r"GLOBAL (\S+) whose module (\S+) is blocked", text)
+    if blocked:
+        return ReadError(path, f"refers to {blocked.group(1)}, from the module {blocked.group(2)}, which no "
+                               "checkpoint needs and PyTorch's restricted loader never touches; refused, nothing "
+                               "from it was executed")
+    protocol = _pickle_protocol(path)
+    if "Unsupported operand" in text and protocol is not None and protocol > 3:
+        return ReadError(path, f"was pickled with protocol {protocol} (torch.save(..., pickle_protocol={protocol})), "
+                               "which torch.load(weights_only=True), the only way lstmconvert opens PyTorch files, "
+                               "cannot read; save it again with torch.save's default protocol")
+    if "Unsupported global" in text or "Unsupported operand" in text or "unrecognized function" in text:
+        return ReadError(path, f"holds pickled data PyTorch's restricted loader refuses ({_reason(exc)}); nothing "
+                               "from it was executed")
+    return ReadError(path, f"not a PyTorch checkpoint (torch.load: {_reason(exc)})")
+
+
+def _pickle_protocol(path: Path) -> Optional[int]:
+    """The pickle protocol of the saved object (from its PROTO opcode), or None if unknown."""
+    try:
+        head = pickled_head(path, 2)
+    except (OSError, zipfile.BadZipFile, KeyError):
+        return None
+    return head[1] if len(head) == 2 and head[0] == 0x80 else None
 
 
 def _reason(exc: Exception) -> str:
@@ -113,7 +159,7 @@ def _load_torchscript(path: Path) -> Checkpoint:
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise ReadError(path, f"damaged TorchScript archive ({_reason(exc)})") from exc
-    return _unwrap(path, module.state_dict(), "torchscript")
+    return _unwrap(path, module.state_dict(), "torchscript", tree=script_tree(module))
 
 
 def _load_export(path: Path) -> Checkpoint:
@@ -160,10 +206,17 @@ def has_lstm_keys(mapping: Mapping) -> bool:
     return any(isinstance(k, str) and LSTM_KEY.match(k) and isinstance(v, torch.Tensor) for k, v in mapping.items())
 
 
-def _unwrap(path: Path, obj: object, kind: str) -> Checkpoint:
-    if not isinstance(obj, Mapping):
+def _unwrap(path: Path, obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict] = None) -> Checkpoint:
+    if is_pickled_module(obj):
+        kind = "pickled_module"
+    elif isinstance(obj, StandIn):
+        raise ReadError(path, f"holds a pickled {obj.kind} object (not loaded), not a state_dict or a module")
+    elif not isinstance(obj, Mapping):
         raise ReadError(path, f"holds a {type(obj).__name__}, not a state_dict (a mapping of parameter names to tensors)")
-    state, container = _find_state_dict(path, obj)
+    elif not obj:
+        raise ReadError(path, "holds an empty dict, not a state_dict with LSTM weights")
+    state, container, found_tree = _find_state_dict(path, obj)
+    tree = found_tree if found_tree is not None else tree
     metadata = getattr(state, "_metadata", None) or {}
     blob = None
     entry = metadata.get(METADATA_KEY) if isinstance(metadata, Mapping) else None
@@ -171,45 +224,83 @@ def _unwrap(path: Path, obj: object, kind: str) -> Checkpoint:
         blob = entry["config"]
     versions = {k: dict(v) for k, v in metadata.items() if k != METADATA_KEY and isinstance(v, Mapping)}
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    other = [str(k) for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    other = [f"{k} ({_type_name(v)})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
     tensors, stripped = _strip_prefixes(tensors)
     if not tensors:
         raise ReadError(path, "holds no tensors")
-    return Checkpoint(tensors, kind, blob, container, stripped, versions, other)
+    if tree is not None:
+        tree = strip_tree(tree, stripped)
+    return Checkpoint(tensors, kind, blob, container, stripped, versions, other, list(stood_in), tree)
 
 
-def _find_state_dict(path: Path, obj: Mapping) -> tuple:
-    if has_lstm_keys(obj):
-        return obj, None
+def _type_name(value: object) -> str:
+    return value.kind if isinstance(value, StandIn) else type(value).__name__
+
+
+def _as_state_dict(value: object) -> Optional[tuple]:
+    """(mapping, module tree or None) if ``value`` can hold a state_dict: a mapping or a pickled module."""
+    if is_pickled_module(value):
+        return pickled_state_dict(value), pickled_tree(value)
+    if isinstance(value, Mapping):
+        return value, None
+    return None
+
+
+def _find_state_dict(path: Path, obj: object) -> tuple:
+    """(state_dict, where it sat or None, module tree or None) of the one LSTM model in ``obj``."""
+    top = _as_state_dict(obj)
+    if has_lstm_keys(top[0]):
+        return top[0], None, top[1]
+    if not isinstance(obj, Mapping):  # a pickled module without LSTM parameters
+        raise ReadError(path, _no_lstm_problem(top[0]))
     for key in WRAPPER_KEYS:
-        value = obj.get(key)
-        if isinstance(value, Mapping) and has_lstm_keys(value):
-            return value, key
+        found = _as_state_dict(obj.get(key))
+        if found is not None and has_lstm_keys(found[0]):
+            return found[0], key, found[1]
     found = list(_nested_lstm_dicts(obj, ""))
     if len(found) == 1:
-        return found[0][1], found[0][0]
+        where, (state, tree) = found[0]
+        return state, where, tree
     if len(found) > 1:
         where = ", ".join(repr(p) for p, _ in found)
         raise ReadError(path, f"holds several state_dicts with LSTM weights ({where}); save the one to convert on its own")
-    tensors = sum(isinstance(v, torch.Tensor) for v in obj.values())
-    raise ReadError(
-        path,
-        f"no LSTM in it: none of its {tensors} top-level tensors (nor any nested state_dict) is named like "
-        "an nn.LSTM parameter (weight_ih_l0, weight_hh_l0, ...)",
-    )
+    raise ReadError(path, _no_lstm_problem(top[0]))
 
 
-def _nested_lstm_dicts(obj: Mapping, where: str, depth: int = 0):
-    """(path, mapping) for every nested mapping with LSTM keys, outermost first, 4 levels deep."""
-    if depth >= 4:
+def _no_lstm_problem(state: Mapping) -> str:
+    """Why a mapping without nn.LSTM tensors was refused, as precisely as its keys allow."""
+    keys = [k for k in state if isinstance(k, str)]
+    named = [k for k in keys if LSTM_KEY.match(k)]
+    if named:
+        kinds = sorted({_type_name(state[k]) for k in named})
+        return (f"its LSTM entries ({', '.join(named[:3])}{', ...' if len(named) > 3 else ''}) hold {', '.join(kinds)} "
+                "objects, not torch tensors; save tensors (torch.from_numpy) instead")
+    if any("_packed_params" in k or "_all_weight_values" in k for k in keys):
+        return ("holds a quantized model (packed int8 weights); lstmconvert converts float weights exactly: convert "
+                "the model before quantizing it")
+    cells = [k for k in keys if re.search(r"(^|\.)weight_ih$", k)]
+    if cells:
+        return (f"holds nn.LSTMCell weights ({', '.join(cells[:3])}): a cell is stepped through time by your own "
+                "code, which the file does not record; lstmconvert reads nn.LSTM layers (weight_ih_l0, ...)")
+    tensors = sum(isinstance(v, torch.Tensor) for v in state.values())
+    return (f"no LSTM in it: none of its {tensors} top-level tensors (nor any nested state_dict) is named like "
+            "an nn.LSTM parameter (weight_ih_l0, weight_hh_l0, ...)")
+
+
+def _nested_lstm_dicts(obj: object, where: str, depth: int = 0):
+    """(path, (mapping, module tree or None)) for every mapping or pickled module nested in ``obj``
+    that has LSTM keys, outermost first, 4 levels deep."""
+    if depth >= 4 or not isinstance(obj, Mapping):
         return
     for key, value in obj.items():
-        if isinstance(value, Mapping):
-            here = f"{where}.{key}" if where else str(key)
-            if has_lstm_keys(value):
-                yield here, value
-            else:
-                yield from _nested_lstm_dicts(value, here, depth + 1)
+        found = _as_state_dict(value)
+        if found is None:
+            continue
+        here = f"{where}.{key}" if where else str(key)
+        if has_lstm_keys(found[0]):
+            yield here, found
+        else:
+            yield from _nested_lstm_dicts(value, here, depth + 1)
 
 
 def _strip_prefixes(tensors: dict) -> tuple:

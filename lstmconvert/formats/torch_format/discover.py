@@ -8,7 +8,8 @@ A state_dict is only names and tensors, so the model's structure is inferred:
 * Embedding: a bias-less 2-D ``*.weight`` before the first LSTM key whose column count is the first
   LSTM layer's input size. None found means the model takes feature vectors.
 * Head: ``nn.Linear`` layers (2-D ``*.weight``, optional ``*.bias``) after the last LSTM key, the
-  first taking the LSTM's output width, the next ones chaining.
+  first taking the LSTM's output width, the next ones chaining. (What runs between them is not in a
+  state_dict; the reader settles it, see ``reader``.)
 
 Ambiguity is never settled by guessing: the error lists the candidates and names the hint
 (``--embedding`` / ``--head``) that picks one. Names and shapes only; no tensor data is read here.
@@ -16,7 +17,6 @@ Ambiguity is never settled by guessing: the error lists the candidates and names
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -75,13 +75,6 @@ def discover(path: Path, shapes: dict, hints: ReadHints) -> Naming:
     embedding = _embedding(path, linears, modules[0].input_size, min(positions), hints.embedding)
     taken = {embedding} if embedding is not None else set()
     head = _head(path, [g for g in linears if g.prefix not in taken], modules[-1].width, max(positions), hints.head)
-    if len(head) > 1:
-        warnings.warn(
-            f"{path}: head layers {' -> '.join(head)} are read as plain Linear layers with nothing between "
-            "them; a state_dict does not record activations, so an activation your module applies between "
-            "them (e.g. ReLU) is not carried into other formats",
-            stacklevel=3,
-        )
     return Naming(embedding=embedding, layers=slots, head=tuple(head))
 
 
@@ -122,8 +115,13 @@ def _lstm_module(path: Path, prefix: str, entries: dict, shapes: dict) -> _LstmM
             wanted += ["weight_hr"] if expect_proj else []
             missing = [key(p) for p in wanted if (layer, rev, p) not in entries]
             if missing:
-                raise ReadError(path, f"{name} lacks {', '.join(missing)} (nn.LSTM keeps the same parameters in every layer)")
+                raise ReadError(path, f"{name} lacks {', '.join(missing)} (nn.LSTM keeps the same parameters in every "
+                                      f"layer){_renamed(missing, shapes)}")
             w_ih = shapes[key("weight_ih")]
+            other = _other_rnn(shapes[key("weight_hh")])
+            if other:
+                raise ReadError(path, f"'{prefix or '<root>'}' is {other}, not an LSTM: {key('weight_hh')} has shape "
+                                      f"{list(shapes[key('weight_hh')])}; lstmconvert converts LSTMs only")
             if len(w_ih) != 2 or w_ih[0] % 4 or w_ih[0] == 0:
                 raise ReadError(path, f"{key('weight_ih')} has shape {list(w_ih)}; an LSTM's is (4*hidden, input) "
                                       "(a GRU has 3*hidden rows, an RNN hidden rows)")
@@ -148,6 +146,30 @@ def _lstm_module(path: Path, prefix: str, entries: dict, shapes: dict) -> _LstmM
                                       f"outputs {previous_width}")
         previous_width = output * len(directions)
     return _LstmModule(prefix, len(layers), bidirectional, input_size, hidden, output)
+
+
+def _other_rnn(w_hh: tuple) -> Optional[str]:
+    """'an nn.GRU' / 'an nn.RNN' when a recurrent matrix has their shape and not an LSTM's.
+
+    Recurrent rows are 4*hidden for an LSTM, 3*hidden for a GRU and hidden for a plain RNN, with
+    hidden columns (an LSTM with projections has proj_size columns and 4*hidden rows, never 3x).
+    """
+    if len(w_hh) != 2 or w_hh[1] == 0:
+        return None
+    if w_hh[0] == 3 * w_hh[1]:
+        return "an nn.GRU"
+    if w_hh[0] == w_hh[1]:
+        return "an nn.RNN"
+    return None
+
+
+def _renamed(missing: list, shapes: dict) -> str:
+    """A hint when a missing parameter is there under a known alternative name."""
+    raw = [f"{k}_raw" for k in missing if f"{k}_raw" in shapes]
+    if raw:
+        return (f"; {', '.join(raw)} is there instead, the name AWD-LSTM's WeightDrop gives the recurrent weight "
+                "(at inference it is the weight itself): rename it without '_raw' and save the state_dict again")
+    return ""
 
 
 def _check_chain(path: Path, modules: list) -> None:
@@ -186,6 +208,20 @@ def _normalise_hint(name: str) -> str:
     return name
 
 
+def split_head_hint(hint: Optional[str]) -> list:
+    """``--head A:relu,B`` -> [("A", "relu"), ("B", None)]: head layer prefixes, each with the
+    activation the user says follows it (None: not given)."""
+    if hint is None:
+        return []
+    pairs = []
+    for item in hint.split(","):
+        if not item.strip():
+            continue
+        name, _, activation = item.partition(":")
+        pairs.append((_normalise_hint(name), activation.strip().lower() or None))
+    return pairs
+
+
 def _embedding(path: Path, linears: list, input_size: int, first_lstm: int, hint: Optional[str]) -> Optional[str]:
     if hint is not None:
         wanted = _normalise_hint(hint)
@@ -206,7 +242,7 @@ def _head(path: Path, linears: list, width: int, last_lstm: int, hint: Optional[
     after = [g for g in linears if g.position > last_lstm]
     by_prefix = {g.prefix: g for g in linears}
     chain: list = []
-    names = [_normalise_hint(n) for n in hint.split(",") if n.strip()] if hint is not None else []
+    names = [name for name, _ in split_head_hint(hint)]
     if names:
         for name in names:
             layer = by_prefix.get(name)

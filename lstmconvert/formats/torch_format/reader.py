@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 from ...errors import ReadError
-from ...model import Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
+from ...model import HEAD_ACTIVATIONS, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import SequenceLSTMConfig, parse_metadata_blob
-from .discover import discover
+from .discover import discover, split_head_hint
+from .module_tree import embedding_padding_idx, lstm_batch_first, sequential_activations
 from .naming import FIELD_NAMES, Naming, join, lstm_key
 from .tensors import to_numpy
 
@@ -32,8 +33,9 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
         naming = discover(path, shapes, hints)
     used = _used_keys(path, checkpoint, naming)
     _refuse_leftovers(path, checkpoint, used)
+    activations = _head_activations(path, naming, config, hints, checkpoint)
     arrays = {key: to_numpy(checkpoint.tensors[key], key) for key in used}
-    return _build(naming, arrays, config, hints, checkpoint)
+    return _build(naming, arrays, config, hints, checkpoint, activations)
 
 
 def _used_keys(path: Path, checkpoint: Checkpoint, naming: Naming) -> list:
@@ -73,8 +75,49 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
         )
 
 
+def _head_activations(path: Path, naming: Naming, config: Optional[SequenceLSTMConfig], hints: ReadHints,
+                      checkpoint: Checkpoint) -> list:
+    """The activation after each head layer; ReadError when the file and the hints leave it open.
+
+    A state_dict records no activations. lstmconvert's own files store them; a pickled module or a
+    TorchScript archive shows them when the head is an nn.Sequential; otherwise ``--head A:relu,B``
+    says what the user's forward applies. A head of several layers is refused without one of
+    these: reading it as purely linear would quietly compute something else than the user's model.
+    """
+    head = list(naming.head)
+    given = dict(split_head_hint(hints.head))
+    if any(activation is not None for activation in given.values()):
+        unknown = {a for a in given.values() if a is not None and a not in HEAD_ACTIVATIONS}
+        if unknown:
+            raise ReadError(path, f"--head {hints.head}: unknown activation {', '.join(sorted(unknown))}; "
+                                  f"lstmconvert's head layers use {', '.join(HEAD_ACTIVATIONS)}")
+        missing = [name for name in head[:-1] if given.get(name) is None]
+        if missing:
+            raise ReadError(path, f"--head {hints.head}: give the activation after {', '.join(missing)} too "
+                                  f"(e.g. {missing[0]}:relu, or {missing[0]}:linear for none)")
+        return [given.get(name) or "linear" for name in head]
+    if config is not None:
+        return [layer.activation for layer in config.head]
+    lstm_modules = sorted({slot.module for slot in naming.layers})
+    try:
+        found = sequential_activations(checkpoint.tree, head, lstm_modules)
+    except ValueError as exc:
+        raise ReadError(path, f"{exc}; lstmconvert refuses the file rather than drop it") from exc
+    if found is not None:
+        return found
+    if len(head) > 1:
+        example = ",".join(f"{name}:relu" for name in head[:-1]) + f",{head[-1]}"
+        raise ReadError(
+            path,
+            f"head layers {' -> '.join(head)}: the file does not record what your module applies between them "
+            f"(a state_dict holds no activations); name them with --head {example} "
+            f"(activations: {', '.join(HEAD_ACTIVATIONS)}; 'linear' for none)",
+        )
+    return ["linear"] * len(head)
+
+
 def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], hints: ReadHints,
-           checkpoint: Checkpoint) -> SequenceModel:
+           checkpoint: Checkpoint, activations: list) -> SequenceModel:
     layers = []
     for k, slot in enumerate(naming.layers):
         directions = []
@@ -92,13 +135,13 @@ def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], h
         ))
     embedding = None
     if naming.embedding is not None:
-        embedding = Embedding(arrays[join(naming.embedding, "weight")], padding_idx=config.padding_idx if config else None)
+        padding_idx = config.padding_idx if config else embedding_padding_idx(checkpoint.tree, naming.embedding)
+        embedding = Embedding(arrays[join(naming.embedding, "weight")], padding_idx=padding_idx)
     head = [
         Dense(
             weight=arrays[join(prefix, "weight")],
             bias=arrays.get(join(prefix, "bias")),
-            # A plain state_dict records no activation; lstmconvert's own files do.
-            activation=config.head[j].activation if config else "linear",
+            activation=activations[j],
         )
         for j, prefix in enumerate(naming.head)
     ]
@@ -107,7 +150,8 @@ def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], h
         embedding=embedding,
         head=head,
         input_kind="tokens" if embedding is not None else "features",
-        batch_first=_pick(hints.batch_first, config.batch_first if config else None, False),
+        batch_first=_pick(hints.batch_first, config.batch_first if config else _recorded_batch_first(naming, checkpoint),
+                          False),
         readout=_pick(hints.readout, config.readout if config else None, "sequence"),
         masked=config.masked if config else False,
         mask_value=config.mask_value if config else 0.0,
@@ -118,8 +162,14 @@ def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], h
             "stripped_prefix": checkpoint.stripped,
             "module_versions": checkpoint.versions,
             "written_by_lstmconvert": config is not None,
+            "not_loaded": checkpoint.stood_in,
         }},
     )
+
+
+def _recorded_batch_first(naming: Naming, checkpoint: Checkpoint) -> Optional[bool]:
+    """nn.LSTM's own batch_first, when the file holds the modules and all its LSTMs agree."""
+    return lstm_batch_first(checkpoint.tree, sorted({slot.module for slot in naming.layers}))
 
 
 def _pick(hint, stored, default):

@@ -17,6 +17,11 @@ _NATIVE = {torch.float16, torch.float32, torch.float64}
 
 def to_numpy(tensor: torch.Tensor, name: str) -> np.ndarray:
     """A detached numpy copy of ``tensor`` with the same dtype and bits; ``name`` is for errors."""
+    if tensor.is_meta:
+        raise UnsupportedError(
+            f"tensor {name} is on the 'meta' device: it has a shape but no values (it was saved from a model "
+            "built on device='meta', before real weights were loaded into it)"
+        )
     tensor = tensor.detach().cpu()
     if tensor.dtype in _NATIVE:
         return tensor.numpy().copy()
