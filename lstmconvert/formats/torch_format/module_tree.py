@@ -29,8 +29,9 @@ from .stand_ins import StandIn
 _MODULE_FIELDS = ("_parameters", "_buffers", "_modules")
 # Attributes read from submodules (when the file has them).
 _ATTRIBUTES = ("batch_first", "dim", "padding_idx")
-# Deeper nesting than this is taken as a damaged or hostile file rather than a model.
+# Deeper nesting, or more modules, than this is taken as a damaged or hostile file rather than a model.
 MAX_DEPTH = 64
+MAX_NODES = 100_000
 
 LSTM_CLASS = "torch.nn.modules.rnn.LSTM"
 SEQUENTIAL_CLASS = "torch.nn.modules.container.Sequential"
@@ -100,15 +101,25 @@ def pickled_tree(module: StandIn) -> dict:
     return tree
 
 
-def _walk(module: StandIn, prefix: str = "", depth: int = 0):
-    """(prefix ending in '.', node) for the module and every descendant, parents first."""
-    if depth > MAX_DEPTH:
-        raise ValueError(f"modules nested more than {MAX_DEPTH} deep at {prefix!r}")
-    yield prefix, module
-    if is_pickled_module(module):
-        for name, child in module.state["_modules"].items():
-            if child is not None:
-                yield from _walk(child, f"{prefix}{name}.", depth + 1)
+def _walk(module: StandIn):
+    """(prefix ending in '.', node) for the module and every descendant, parents first.
+
+    Like ``state_dict()``, a child registered under two names is visited under both; the depth and
+    node limits keep a hostile file (a module listing itself, or a few shared children per level,
+    which multiply) from looping forever.
+    """
+    stack = [("", module, 0)]
+    visited = 0
+    while stack:
+        prefix, node, depth = stack.pop()
+        visited += 1
+        if depth > MAX_DEPTH or visited > MAX_NODES:
+            raise ValueError(f"modules nested more than {MAX_DEPTH} deep or more than {MAX_NODES} of them, at {prefix!r}")
+        yield prefix, node
+        if is_pickled_module(node):
+            children = [(f"{prefix}{name}.", child, depth + 1) for name, child in node.state["_modules"].items()
+                        if child is not None]
+            stack.extend(reversed(children))
 
 
 def _plain(value: object) -> bool:
