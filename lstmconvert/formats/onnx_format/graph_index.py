@@ -15,10 +15,13 @@ import onnx
 from onnx import numpy_helper
 
 from ...errors import UnsupportedError
+from .static_shapes import input_independent_dims
 from .symbolic import Dim, evaluate_shape_vector
 
 _FOLDABLE = {"Constant", "Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Concat",
-             "Slice", "Gather", "ConstantOfShape", "Flatten"}
+             "Slice", "Gather", "ConstantOfShape", "Flatten", "Shape", "Expand", "Add", "Sub", "Mul", "Div"}
+# Arithmetic is folded only on integers: it computes shapes and slice bounds, never weights.
+_INTEGER_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
 # Ops that keep an all-zero input all-zero whatever their other (shape) inputs are.
 _ZERO_PRESERVING = {"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Slice",
                     "Expand", "Tile", "Gather", "Flatten"}
@@ -44,9 +47,11 @@ def attribute(node: onnx.NodeProto, name: str, default=None):
 class GraphIndex:
     """Producers, consumers and constants of one graph (subgraphs are not looked into)."""
 
-    def __init__(self, graph: onnx.GraphProto, opset: int) -> None:
+    def __init__(self, graph: onnx.GraphProto, opset: int, model: Optional[onnx.ModelProto] = None) -> None:
         self.graph = graph
         self.opset = opset
+        self._model = model
+        self._static_dims: Optional[dict] = None
         self.initializers = {t.name: t for t in graph.initializer}
         self.producer: dict = {}
         self.consumers: dict = {}
@@ -59,6 +64,10 @@ class GraphIndex:
                     self.consumers.setdefault(name, []).append(node)
         # Before IR 4 initializers were also listed as inputs; those are not real inputs.
         self.inputs = [i for i in graph.input if i.name not in self.initializers]
+        # From IR 4 on, an initializer listed as an input is a default the caller may replace
+        # (PyTorch's keep_initializers_as_inputs=True).
+        ir_version = model.ir_version if model is not None else 4
+        self.overridable = [i.name for i in graph.input if i.name in self.initializers] if ir_version >= 4 else []
         self.outputs = list(graph.output)
         self._const_cache: dict = {}
 
@@ -81,6 +90,8 @@ class GraphIndex:
             return None
         if node.op_type == "Constant":
             return constant_node_value(node)
+        if node.op_type == "Shape":
+            return self._fold_shape(node)
         args = [self.const(i) if i else None for i in node.input]
         if node.op_type == "ConstantOfShape":
             if args[0] is None:
@@ -90,7 +101,30 @@ class GraphIndex:
             return np.full(tuple(int(d) for d in args[0]), fill.reshape(-1)[0], dtype=fill.dtype)
         if any(a is None for i, a in zip(node.input, args) if i):
             return None
-        return fold_op(node, args, self.opset)
+        try:
+            return fold_op(node, args, self.opset)
+        except (ValueError, IndexError, TypeError) as exc:  # numpy's view of an invalid graph
+            shapes = ", ".join(str(list(a.shape)) for a in args if a is not None)
+            raise UnsupportedError(f"{describe(node)}: cannot be evaluated on its constant inputs of shapes "
+                                   f"{shapes} ({exc}); the graph is invalid") from exc
+
+    def _fold_shape(self, node: onnx.NodeProto) -> Optional[np.ndarray]:
+        """``Shape`` of a value whose requested axes have the same size for every input."""
+        value = self.const(node.input[0])
+        dims = list(value.shape) if value is not None else self.static_dims(node.input[0])
+        if dims is None:
+            return None
+        start, end = attribute(node, "start", 0), attribute(node, "end", None)
+        picked = dims[start:end]
+        if any(d is None for d in picked):
+            return None
+        return np.array(picked, dtype=np.int64)
+
+    def static_dims(self, name: str) -> Optional[list]:
+        """Axis sizes of ``name`` that do not depend on the graph's inputs (None per unknown axis)."""
+        if self._static_dims is None:
+            self._static_dims = input_independent_dims(self._model) if self._model is not None else {}
+        return self._static_dims.get(name)
 
     def is_zero(self, name: str) -> bool:
         """True if ``name`` is all zeros whatever the graph's input (its shape may vary)."""
@@ -188,6 +222,16 @@ def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray
         return x[tuple(index)]
     if op == "Gather":
         return np.take(x, np.asarray(args[1]).astype(np.int64), axis=attribute(node, "axis", 0))
+    if op == "Expand":
+        shape = tuple(int(d) for d in args[1])
+        return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)).copy()
+    if op in _INTEGER_ARITHMETIC or op == "Div":
+        a, b = np.asarray(x), np.asarray(args[1])
+        if a.dtype.kind not in "iu" or b.dtype.kind not in "iu":
+            return None
+        if op == "Div":  # ONNX integer division truncates toward zero
+            return None if np.any(b == 0) else np.abs(a) // np.abs(b) * np.sign(a) * np.sign(b)
+        return _INTEGER_ARITHMETIC[op](a, b)
     return None
 
 

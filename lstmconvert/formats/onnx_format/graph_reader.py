@@ -45,9 +45,15 @@ class GraphReader:
     # -- entry point -----------------------------------------------------------------------------
     def read(self, hints: ReadHints) -> SequenceModel:
         index = self.index
-        if len(index.outputs) != 1:
-            names = ", ".join(o.name for o in index.outputs)
-            raise UnsupportedError(f"the graph has {len(index.outputs)} outputs ({names}); lstmconvert models have one")
+        self._drop_state_outputs()
+        self._check_weights_are_stored()
+        if index.overridable:
+            shown = ", ".join(map(repr, index.overridable[:3])) + (", ..." if len(index.overridable) > 3 else "")
+            warnings.warn(
+                f"{len(index.overridable)} initializer(s) ({shown}) are also graph inputs, so onnxruntime lets a "
+                "caller replace them; lstmconvert reads their stored values as the weights",
+                stacklevel=3,
+            )
         output = index.outputs[0].name
         flow = self._settle(self.flow(output), f"the graph output {output!r}")
         if flow.reversed_atom:
@@ -78,6 +84,60 @@ class GraphReader:
             meta={"onnx": self._meta(prefix, output)},
         )
 
+    def _drop_state_outputs(self) -> None:
+        """Read the first graph output; further outputs may only be LSTM states, which are dropped.
+
+        PyTorch modules often return ``(output, (h_n, c_n))`` and Keras layers ``return_state``;
+        those states are by-products of the output the model is for. Any other extra output (a
+        second head, say) would be lost, so it is refused.
+        """
+        outputs = self.index.outputs
+        if not outputs:
+            raise UnsupportedError("the graph has no output")
+        names = ", ".join(repr(o.name) for o in outputs)
+        for extra in outputs[1:]:
+            if not self._is_lstm_state(extra.name):
+                raise UnsupportedError(
+                    f"the graph has {len(outputs)} outputs ({names}); lstmconvert models have one, and of the "
+                    f"others only LSTM states can be left out, but {extra.name!r} is not an LSTM state"
+                )
+        if len(outputs) > 1:
+            dropped = ", ".join(repr(o.name) for o in outputs[1:])
+            warnings.warn(f"the graph output(s) {dropped} (LSTM states) are left out: lstmconvert reads the first "
+                          f"output {outputs[0].name!r}", stacklevel=4)
+
+    def _is_lstm_state(self, name: str) -> bool:
+        """Is ``name`` made only of LSTM ``Y_h``/``Y_c`` outputs, rearranged by layout ops?"""
+        found = self.index.producer.get(name)
+        if found is None:
+            return False
+        node, out_index = found
+        if node.op_type == "LSTM":
+            return out_index in (1, 2)
+        if node.op_type == "Concat":
+            return all(self._is_lstm_state(i) for i in node.input if i)
+        if node.op_type in ("Identity", "Transpose", "Squeeze", "Unsqueeze", "Reshape", "Slice", "Gather", "Cast",
+                            "Flatten"):
+            return bool(node.input) and self._is_lstm_state(node.input[0])
+        return False
+
+    def _check_weights_are_stored(self) -> None:
+        """Refuse graphs whose weights are graph inputs without a stored value (export_params=False)."""
+        inputs = {i.name for i in self.index.inputs}
+        slots = {"LSTM": ((lstm_node.W, "W"), (lstm_node.R, "R"), (lstm_node.B, "B"), (lstm_node.P, "P")),
+                 "MatMul": ((1, "weight"),), "Gemm": ((1, "weight"), (2, "bias"))}
+        for op_type in slots:  # LSTM nodes first: theirs is the error that explains the others
+            for node in self.index.graph.node:
+                if node.op_type != op_type:
+                    continue
+                for slot, label in slots[op_type]:
+                    if slot < len(node.input) and node.input[slot] in inputs:
+                        raise UnsupportedError(
+                            f"{describe(node)}: its {label} is the graph input {node.input[slot]!r}, which has no "
+                            "value in the file: the model was exported without its weights "
+                            "(torch.onnx.export(..., export_params=False)?)"
+                        )
+
     def _meta(self, prefix: Prefix, output: str) -> dict:
         data = next(i for i in self.index.inputs if i.name == prefix.input_name)
         meta = {
@@ -89,6 +149,12 @@ class GraphReader:
         }
         if prefix.lengths is not None and prefix.lengths.source == "input":
             meta["lengths_input"] = prefix.lengths.input_name
+        # Sizes the exporter fixed (no dynamic axes): the file runs only at these.
+        dims = data.type.tensor_type.shape.dim
+        for atom, key in ((prefix.batch_atom, "fixed_batch"), (prefix.time_atom, "fixed_steps")):
+            dim = dims[INPUT_ATOMS.index(atom)]
+            if dim.HasField("dim_value"):
+                meta[key] = dim.dim_value
         return meta
 
     def _check_output_layout(self, flow: Flow, output: str) -> bool:
@@ -200,8 +266,10 @@ class GraphReader:
             return flow
         if flow.kind != "ids" and onnx.helper.tensor_dtype_to_np_dtype(target) == flow.dtype:
             return flow
+        hint = (" (onnxruntime's optimizer inserts such casts to run float16 ops in float32: read the file saved "
+                "before optimization)") if node.name.startswith("InsertedPrecisionFreeCast") else ""
         raise UnsupportedError(f"{describe(node)}: casts the data path from {flow.dtype} to "
-                               f"{onnx.helper.tensor_dtype_to_np_dtype(target)}, which changes the numbers")
+                               f"{onnx.helper.tensor_dtype_to_np_dtype(target)}, which changes the numbers{hint}")
 
     # -- layout ops ------------------------------------------------------------------------------
     def _op_Transpose(self, node, out_index):
@@ -286,12 +354,31 @@ class GraphReader:
         if table is not None:
             return self._embedding(node, table)
         flow = self._data(node)
+        axis = attribute(node, "axis", 0) % flow.rank
         where = index.const(node.input[1])
         if where is None:
-            raise UnsupportedError(f"{describe(node)}: gathers with indices computed at run time")
-        axis = attribute(node, "axis", 0) % flow.rank
+            from_end = self._index_from_end(node.input[1], flow, axis)
+            if from_end is None:
+                raise UnsupportedError(f"{describe(node)}: gathers with indices computed at run time")
+            return self._select(node, flow, axis, *from_end)
         picks = [int(i) for i in np.asarray(where).reshape(-1)]
         return self._select(node, flow, axis, picks, keep_axis=np.asarray(where).ndim > 0)
+
+    def _index_from_end(self, name: str, flow: Flow, axis: int) -> Optional[tuple]:
+        """``size(axis) - k`` computed from the tensor's own shape (PyTorch ``y[:, y.shape[1] - 1]``):
+        the picks ``[-k]`` and whether the index keeps the axis; None for anything else."""
+        found = self.index.producer.get(name)
+        if found is None or found[0].op_type != "Sub":
+            return None
+        sub = found[0]
+        offset = self.index.const(sub.input[1])
+        size = self.index.shape_vector(sub.input[0], self._dims_of)
+        rank = self.index.static_dims(name)
+        dims = flow.dims()
+        if offset is None or offset.size != 1 or size is None or len(size) != 1 or rank is None or dims is None \
+                or size[0] != dims[axis]:
+            return None
+        return [-int(offset.reshape(-1)[0])], len(rank) > 0
 
     def _op_Slice(self, node, out_index):
         flow = self._data(node)
@@ -450,7 +537,11 @@ class GraphReader:
         axes = axes_argument(node, args, self.index.opset)
         keepdims = attribute(node, "keepdims", 1)
         if flow.kind != "lstm" or axes is None or len(axes) != 1 or flow.axes[axes[0] % flow.rank] != ("D",):
-            raise UnsupportedError(f"{describe(node)}: reduces something other than the LSTM direction axis")
+            what = "all axes" if axes is None else " and ".join(_axis_text(flow, flow.axes[a % flow.rank]) for a in axes)
+            pooling = " (pooling over time: lstmconvert's models output every step or the final state)" \
+                if axes is not None and any(flow.prefix.time_atom in flow.axes[a % flow.rank] for a in axes) else ""
+            raise UnsupportedError(f"{describe(node)}: reduces {what}; only the LSTM direction axis can be "
+                                   f"reduced{pooling}")
         axis = axes[0] % flow.rank
         if len(flow.entries) != 2 or flow.merge:
             raise UnsupportedError(f"{describe(node)}: merges {len(flow.entries)} direction(s); expected 2")
@@ -584,6 +675,11 @@ class GraphReader:
             if entry.what == "Y_h":
                 finals.append(True)
             elif entry.what in ("Y@last", "Y@first"):
+                if entry.what == "Y@last" and runs_backward:
+                    raise UnsupportedError(
+                        f"{consumer} receives the last time step of a reverse direction's output Y, which is that "
+                        "direction's first step, not its final state (PyTorch: use h_n rather than output[:, -1])"
+                    )
                 if masked:
                     raise UnsupportedError(f"{consumer}: reads one time step of Y of a masked LSTM; with sequence_lens "
                                            "that is not the final state (use Y_h)")

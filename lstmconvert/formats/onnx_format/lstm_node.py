@@ -63,6 +63,7 @@ def decode(index: GraphIndex, node: onnx.NodeProto) -> DecodedLSTM:
             raise UnsupportedError(f"{where}: {label} is {array.dtype} but W is {w.dtype}")
 
     for slot, label in ((INITIAL_H, "initial_h"), (INITIAL_C, "initial_c")):
+        _check_state_shape(index, inputs[slot], label, where, count, hidden, layout)
         _check_zero_state(index, inputs[slot], label, where)
 
     triples = activations.decode(
@@ -111,6 +112,33 @@ def _weight(index: GraphIndex, name: str, label: str, where: str) -> np.ndarray:
     if value is None:
         raise UnsupportedError(f"{where}: its {label} is computed at run time, not a constant")
     return np.ascontiguousarray(value)
+
+
+def _check_state_shape(index: GraphIndex, name: str, label: str, where: str, count: int, hidden: int,
+                       layout: int) -> None:
+    """A state must be [directions, batch, hidden] (layout 0) or [batch, directions, hidden] (layout 1).
+
+    Checked even for zero states: PyTorch's dynamo exporter turns ``nn.LSTM(proj_size=P)`` into a
+    node whose ``hidden_size`` and W, R, initial_h are sized P while initial_c keeps the real hidden
+    size, and the projection is lost. Only that mismatch shows that the weights are not the model's.
+    """
+    if not name:
+        return
+    value = index.const(name)
+    dims = list(value.shape) if value is not None else index.static_dims(name)
+    if dims is None:
+        return
+    if len(dims) != 3:
+        raise UnsupportedError(f"{where}: {label} has rank {len(dims)}, expected 3")
+    directions = dims[0] if layout == 0 else dims[1]
+    if directions is not None and directions != count:
+        raise UnsupportedError(f"{where}: {label} holds {directions} direction(s) but the node has {count}")
+    if dims[2] is not None and dims[2] != hidden:
+        raise UnsupportedError(
+            f"{where}: {label} has hidden size {dims[2]} but W and R have {hidden}: the graph is inconsistent "
+            "(PyTorch's dynamo exporter writes such graphs for nn.LSTM with proj_size, dropping the projection, "
+            "which ONNX's LSTM cannot express)"
+        )
 
 
 def _check_zero_state(index: GraphIndex, name: str, label: str, where: str) -> None:

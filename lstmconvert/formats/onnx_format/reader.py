@@ -28,4 +28,4 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
         loops = [node for node in model.graph.node if node.op_type in ("Loop", "Scan")]
         hint = f" ({describe(loops[0])} computes a recurrence step by step; only LSTM operators are read)" if loops else ""
         raise ReadError(path, f"the graph has no LSTM node{hint}")
-    return GraphReader(GraphIndex(model.graph, opset)).read(hints)
+    return GraphReader(GraphIndex(model.graph, opset, model)).read(hints)

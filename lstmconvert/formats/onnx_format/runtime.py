@@ -34,6 +34,7 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     output_name = (meta.get("output_names") or [inference.get_outputs()[0].name])[0]
     inputs = np.asarray(inputs)
     feed = {data_name: _to_layout(inputs, model.batch_first).astype(_numpy_type(declared[data_name].type))}
+    _check_fixed_axes(path, declared[data_name], feed[data_name].shape, model.batch_first)
     lengths_input = meta.get("lengths_input")
     if lengths_input:
         feed[lengths_input] = _count_real_steps(inputs, model).astype(_numpy_type(declared[lengths_input].type))
@@ -60,6 +61,19 @@ def _inference(onnxruntime, path: Path):
         raise LstmConvertError(f"{path}: onnxruntime cannot load it: {_first_line(exc)}") from exc
 
 
+def _check_fixed_axes(path: Path, declared, shape: tuple, batch_first: bool) -> None:
+    """Exporters given no dynamic axes fix the example's batch size and length; say so plainly."""
+    names = ("batch", "time") if batch_first else ("time", "batch")
+    for axis, (name, size) in enumerate(zip(names, shape)):
+        fixed = declared.shape[axis] if axis < len(declared.shape) else None
+        if isinstance(fixed, int) and fixed != size:
+            option = "--batch" if name == "batch" else "--steps"
+            raise LstmConvertError(
+                f"{path}: its input {declared.name!r} has a fixed {name} axis of size {fixed} (exported without dynamic "
+                f"axes), so it cannot run on size {size}; lstmconvert verify {option} {fixed} tests it at that size"
+            )
+
+
 def _to_layout(batch_major: np.ndarray, batch_first: bool) -> np.ndarray:
     return batch_major if batch_first else np.swapaxes(batch_major, 0, 1)
 
@@ -84,5 +98,6 @@ def _numpy_type(ort_type: str) -> np.dtype:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    """onnxruntime's message on one line (its details, such as the offending indices, follow the first)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return " ".join(lines[:4]) if lines else type(exc).__name__
