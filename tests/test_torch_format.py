@@ -477,6 +477,38 @@ def test_scripted_module_gives_layout_and_sequential_head(tmp_path):
     assert_close(lstmconvert.run(path, x.numpy()), numpy_out(user, x))
 
 
+class MyLSTM(nn.LSTM):
+    """A user's subclass of nn.LSTM (pickled under the user's class name)."""
+
+
+class SubclassTagger(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = MyLSTM(4, 6, batch_first=True)
+        self.fc = nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(x)[0])
+
+
+@pytest.mark.parametrize("wrap", [
+    lambda m: nn.DataParallel(m),  # pickles the module under "module"
+    lambda m: torch.compile(m),  # pickles itself as OptimizedModule(module, compile context)
+    lambda m: m,
+])
+def test_pickled_wrappers_and_lstm_subclasses(tmp_path, wrap):
+    torch.manual_seed(2)
+    user = SubclassTagger().eval()
+    path = tmp_path / "whole.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.compile's imports touch deprecated torch.jit
+        torch.save(wrap(user), path)
+    model = lstmconvert.load(path)
+    assert model.meta["torch"]["kind"] == "pickled_module" and model.batch_first  # MyLSTM is an nn.LSTM
+    x = features(8, 2, 5)
+    assert_close(lstmconvert.run(path, x.numpy()), numpy_out(user, x))
+
+
 class GeluHead(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -573,8 +605,26 @@ def _quantized(tmp_path):
     return _save(tmp_path, quantized.state_dict(), "q.pt")
 
 
+def _weight_norm(tmp_path):
+    torch.manual_seed(0)
+    user = Tagger(layers=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the old API, still in users' checkpoints
+        user.fc = torch.nn.utils.weight_norm(user.fc)
+    return _save(tmp_path, user.state_dict(), "wn.pt")
+
+
+def _parametrized(tmp_path):
+    torch.manual_seed(0)
+    user = Tagger(layers=1)
+    torch.nn.utils.parametrizations.weight_norm(user.lstm, "weight_hh_l0")
+    return _save(tmp_path, user.state_dict(), "param.pt")
+
+
 @pytest.mark.parametrize("make, match", [
     (_protocol_4, "pickled with protocol 4"),
+    (_weight_norm, r"fc\.weight_g/_v are torch\.nn\.utils\.weight_norm's halves"),
+    (_parametrized, r"lstm\.parametrizations\.weight_hh_l0\.\* is there instead"),
     (_meta, r"lstm\.weight_ih_l0 is on the 'meta' device"),
     (_gzipped, "gzip-compressed"),
     (_easydict, f"{__name__}.EasyDict, a dict subclass that also pickles attributes"),

@@ -34,7 +34,7 @@ import torch
 
 from ...errors import ReadError
 from .config import EXTRA_FILE, METADATA_KEY
-from .module_tree import is_pickled_module, pickled_state_dict, pickled_tree, script_tree, strip_tree
+from .module_tree import pickled_module, pickled_state_dict, pickled_tree, script_tree, strip_tree
 from .stand_ins import StandIn, UnloadableObject, load_with_stand_ins, pickled_head
 
 # Keys of an nn.LSTM parameter: <module prefix>.<param>_l<layer>[_reverse]
@@ -207,8 +207,8 @@ def has_lstm_keys(mapping: Mapping) -> bool:
 
 
 def _unwrap(path: Path, obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict] = None) -> Checkpoint:
-    if is_pickled_module(obj):
-        kind = "pickled_module"
+    if pickled_module(obj) is not None:
+        obj, kind = pickled_module(obj), "pickled_module"
     elif isinstance(obj, StandIn):
         raise ReadError(path, f"holds a pickled {obj.kind} object (not loaded), not a state_dict or a module")
     elif not isinstance(obj, Mapping):
@@ -239,8 +239,9 @@ def _type_name(value: object) -> str:
 
 def _as_state_dict(value: object) -> Optional[tuple]:
     """(mapping, module tree or None) if ``value`` can hold a state_dict: a mapping or a pickled module."""
-    if is_pickled_module(value):
-        return pickled_state_dict(value), pickled_tree(value)
+    module = pickled_module(value)
+    if module is not None:
+        return pickled_state_dict(module), pickled_tree(module)
     if isinstance(value, Mapping):
         return value, None
     return None

@@ -169,7 +169,18 @@ def _renamed(missing: list, shapes: dict) -> str:
     if raw:
         return (f"; {', '.join(raw)} is there instead, the name AWD-LSTM's WeightDrop gives the recurrent weight "
                 "(at inference it is the weight itself): rename it without '_raw' and save the state_dict again")
+    parametrized = [k for k in missing if any(key.startswith(_parametrization_prefix(k)) for key in shapes)]
+    if parametrized:
+        return (f"; {_parametrization_prefix(parametrized[0])}* is there instead: the parameter is parametrized "
+                "(torch.nn.utils.parametrize, e.g. weight_norm), which computes it in your module; call "
+                "torch.nn.utils.parametrize.remove_parametrizations on it and save the state_dict again")
     return ""
+
+
+def _parametrization_prefix(key: str) -> str:
+    """Where torch.nn.utils.parametrize keeps ``<module>.<name>``: ``<module>.parametrizations.<name>.``"""
+    module, _, name = key.rpartition(".")
+    return f"{join(module, 'parametrizations')}.{name}."
 
 
 def _check_chain(path: Path, modules: list) -> None:

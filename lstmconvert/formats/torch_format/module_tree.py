@@ -28,12 +28,13 @@ from .stand_ins import StandIn
 # nn.Module attributes a pickled module keeps its parameters, buffers and children in.
 _MODULE_FIELDS = ("_parameters", "_buffers", "_modules")
 # Attributes read from submodules (when the file has them).
-_ATTRIBUTES = ("batch_first", "dim", "padding_idx")
+_ATTRIBUTES = ("batch_first", "dim", "padding_idx", "mode")
 # Deeper nesting, or more modules, than this is taken as a damaged or hostile file rather than a model.
 MAX_DEPTH = 64
 MAX_NODES = 100_000
 
 LSTM_CLASS = "torch.nn.modules.rnn.LSTM"
+COMPILED_CLASS = "torch._dynamo.eval_frame.OptimizedModule"
 SEQUENTIAL_CLASS = "torch.nn.modules.container.Sequential"
 EMBEDDING_CLASS = "torch.nn.modules.sparse.Embedding"
 # Modules that compute nothing at inference.
@@ -67,6 +68,17 @@ def is_pickled_module(obj: object) -> bool:
     """True for the stand-in of a pickled nn.Module: its state holds parameters, buffers, children."""
     return (isinstance(obj, StandIn) and isinstance(obj.state, Mapping)
             and all(isinstance(obj.state.get(name), Mapping) for name in _MODULE_FIELDS))
+
+
+def pickled_module(obj: object) -> Optional[StandIn]:
+    """The pickled module ``obj`` is, or that ``torch.compile`` wrapped: an OptimizedModule pickles
+    itself as ``OptimizedModule(original_module, compile_context)``. None if neither."""
+    if is_pickled_module(obj):
+        return obj
+    if (isinstance(obj, StandIn) and obj.name == COMPILED_CLASS and obj.args
+            and is_pickled_module(obj.args[0])):
+        return obj.args[0]
+    return None
 
 
 def pickled_state_dict(module: StandIn) -> OrderedDict:
@@ -169,8 +181,13 @@ def lstm_batch_first(tree: Optional[dict], modules: list) -> Optional[bool]:
     """The ``batch_first`` all the given nn.LSTM prefixes agree on, or None if unknown or mixed."""
     if not tree:
         return None
-    values = {tree[m].attrs.get("batch_first") if m in tree and tree[m].kind == LSTM_CLASS else None for m in modules}
+    values = {tree[m].attrs.get("batch_first") if m in tree and _is_lstm(tree[m]) else None for m in modules}
     return values.pop() if len(values) == 1 and None not in values else None
+
+
+def _is_lstm(sub: SubModule) -> bool:
+    """nn.LSTM or a subclass of it (nn.LSTM records ``mode = "LSTM"`` on itself)."""
+    return sub.kind == LSTM_CLASS or sub.attrs.get("mode") == "LSTM"
 
 
 def sequential_activations(tree: Optional[dict], head: list, lstm_modules: list) -> Optional[list]:

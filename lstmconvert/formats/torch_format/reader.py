@@ -71,8 +71,18 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
         raise ReadError(
             path,
             f"has tensors outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
-            "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)",
+            "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)"
+            + _weight_norm_note(leftover),
         )
+
+
+def _weight_norm_note(keys: list) -> str:
+    """A hint for torch.nn.utils.weight_norm's split weights (``X.weight_g`` and ``X.weight_v``)."""
+    split = [k[: -len("_g")] for k in keys if k.endswith("_g") and f"{k[:-len('_g')]}_v" in keys]
+    if not split:
+        return ""
+    return (f"; {split[0]}_g/_v are torch.nn.utils.weight_norm's halves of {split[0]}, computed in your module: "
+            "call torch.nn.utils.remove_weight_norm on it and save the state_dict again")
 
 
 def _head_activations(path: Path, naming: Naming, config: Optional[SequenceLSTMConfig], hints: ReadHints,
