@@ -149,6 +149,22 @@ def test_ambiguous_embedding_is_resolved_by_flag(tmp_path, capsys):
     assert code == 2 and "b.weight" in err  # b is left over once a is the embedding
 
 
+def test_head_activations_from_the_command_line(tmp_path, capsys):
+    """A state_dict with a two-layer head: refused until --head says what sits between the layers."""
+    torch.manual_seed(0)
+    state = {**{f"lstm.{k}": v for k, v in torch.nn.LSTM(4, 6).state_dict().items()},
+             **{f"mlp.{k}": v for k, v in torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(),
+                                                              torch.nn.Linear(5, 2)).state_dict().items()}}
+    src = tmp_path / "mlp.pt"
+    torch.save(state, src)
+    code, _, err = run_cli(capsys, "inspect", src)
+    assert code == 2 and "--head mlp.0:relu,mlp.2" in err
+    assert_one_line_error(err, src)
+    code, stdout, _ = run_cli(capsys, "inspect", src, "--head", "mlp.0:relu,mlp.2")
+    assert code == 0
+    assert "dense 6 -> 5, relu" in stdout and "dense 5 -> 2, linear" in stdout
+
+
 def test_inspect_fixture_with_hints(capsys):
     code, stdout, _ = run_cli(capsys, "inspect", FIXTURES / "classifier_last.pt", "--batch-first", "--readout", "last")
     assert code == 0

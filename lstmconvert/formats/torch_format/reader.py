@@ -1,4 +1,9 @@
-"""``read``: a PyTorch checkpoint (.pt/.pth state_dict, TorchScript, .pt2 program) -> neutral model."""
+"""``read``: a PyTorch file -> neutral model.
+
+State_dicts and training checkpoints (.pt/.pth/.ckpt/.bin), whole pickled modules, TorchScript
+archives and .pt2 programs; ``checkpoint`` opens them safely, ``discover`` finds the structure in the
+names and shapes, ``module_tree`` adds what a file holding modules records besides.
+"""
 
 from __future__ import annotations
 
@@ -70,7 +75,7 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
         shown = ", ".join(leftover[:8]) + (f" and {len(leftover) - 8} more" if len(leftover) > 8 else "")
         raise ReadError(
             path,
-            f"has tensors outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
+            f"has entries outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
             "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)"
             + _weight_norm_note(leftover),
         )

@@ -15,6 +15,7 @@ allows by default keep their real meaning (its allowlist is consulted first). Mo
 outright (``os``, ``sys``...) stay blocked.
 
 The names are found by a static scan of the pickle (``pickletools``, which executes nothing). The
+stand-ins are registered in PyTorch's process-wide allowlist only while that one load runs. The
 restricted unpickler only fills real ``dict``/``list`` objects, so a dict or list subclass (a
 ``defaultdict``, an ``AttrDict`` config) is retried as a plain dict or list; one that also carries
 attributes cannot be stood in for and is refused.
@@ -89,6 +90,9 @@ def load_with_stand_ins(path: Path) -> tuple:
     raises for a damaged file or a blocked module.
     """
     names = [n for n in pickled_globals(path) if n not in _user_allowed_names()]
+    if not _can_stand_in():
+        raise UnloadableObject(names[0] if names else "object",
+                               f"which PyTorch {torch.__version__} cannot stand in for (PyTorch 2.6 or newer can)")
     roles = {name: "object" for name in names}
     retried = None  # the name whose role the last retry changed
     while True:
@@ -104,6 +108,13 @@ def load_with_stand_ins(path: Path) -> tuple:
             if name is None:
                 raise
             roles[name], retried = role, name
+
+
+def _can_stand_in() -> bool:
+    """Whether this PyTorch lets a restricted load allowlist an object under another name, which
+    ``torch.serialization.safe_globals([(obj, "module.name")])`` does since PyTorch 2.6."""
+    version = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
+    return version >= (2, 6) and hasattr(torch.serialization, "safe_globals")
 
 
 def _next_role(text: str, roles: dict, retried) -> tuple:
