@@ -516,11 +516,28 @@ class GeluHead(nn.Module):
         self.head = nn.Sequential(nn.Linear(6, 5), nn.GELU(), nn.Linear(5, 2))
 
 
-def test_pickled_sequential_head_with_other_modules_is_refused(tmp_path):
-    path = tmp_path / "gelu.pt"
-    torch.save(GeluHead(), path)
-    with pytest.raises(ReadError, match=r"'head\.1' \(GELU\)"):
+class ProjectedFeatures(nn.Module):
+    """A bias-less square input projection: in a state_dict it looks like an embedding."""
+
+    def __init__(self, **embedding) -> None:
+        super().__init__()
+        self.proj = nn.Embedding(4, 4, **embedding) if embedding else nn.Linear(4, 4, bias=False)
+        self.lstm = nn.LSTM(4, 6)
+        self.fc = nn.Linear(6, 2)
+
+
+@pytest.mark.parametrize("module, match, hints", [
+    (GeluHead, r"'head\.1' \(GELU\) sits in the head", {"head": "head.0:tanh,head.2"}),
+    (ProjectedFeatures, "'proj' is a Linear, not an nn.Embedding", {}),
+    (lambda: ProjectedFeatures(max_norm=1.0), "max_norm=1.0, which rescales rows", {}),
+])
+def test_pickled_modules_that_are_not_what_their_state_dict_suggests_are_refused(tmp_path, module, match, hints):
+    path = tmp_path / "whole.pt"
+    torch.save(module(), path)
+    with pytest.raises(ReadError, match=match):
         lstmconvert.load(path)
+    torch.save(module().state_dict(), tmp_path / "state.pt")
+    lstmconvert.load(tmp_path / "state.pt", **hints)  # the state_dict alone cannot tell
 
 
 def test_views_non_contiguous_and_tied_tensors_read_bit_exact(tmp_path):

@@ -28,7 +28,7 @@ from .stand_ins import StandIn
 # nn.Module attributes a pickled module keeps its parameters, buffers and children in.
 _MODULE_FIELDS = ("_parameters", "_buffers", "_modules")
 # Attributes read from submodules (when the file has them).
-_ATTRIBUTES = ("batch_first", "dim", "padding_idx", "mode")
+_ATTRIBUTES = ("batch_first", "dim", "padding_idx", "max_norm", "mode")
 # Deeper nesting, or more modules, than this is taken as a damaged or hostile file rather than a model.
 MAX_DEPTH = 64
 MAX_NODES = 100_000
@@ -168,6 +168,21 @@ def strip_tree(tree: dict, prefix: str) -> dict:
         return dict(tree)
     base = prefix.rstrip(".")
     return {k[len(prefix):] if k != base else "": v for k, v in tree.items() if k == base or k.startswith(prefix)}
+
+
+def embedding_problem(tree: Optional[dict], embedding: Optional[str]) -> Optional[str]:
+    """Why the module at the embedding's prefix is not the plain lookup it looks like in a state_dict
+    (an nn.EmbeddingBag, a bias-less Linear with as many rows as columns, max_norm), or None."""
+    sub = tree.get(embedding) if tree and embedding is not None else None
+    if sub is None:
+        return None
+    if sub.kind != EMBEDDING_CLASS:
+        return (f"'{embedding}' is a {sub.short}, not an nn.Embedding; lstmconvert reads [nn.Embedding] -> nn.LSTM "
+                "-> nn.Linear head")
+    if sub.attrs.get("max_norm") is not None:
+        return (f"'{embedding}' is an nn.Embedding with max_norm={sub.attrs['max_norm']}, which rescales rows as it "
+                "looks them up; lstmconvert's embedding is a plain lookup")
+    return None
 
 
 def embedding_padding_idx(tree: Optional[dict], embedding: Optional[str]) -> Optional[int]:

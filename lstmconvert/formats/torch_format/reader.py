@@ -16,7 +16,7 @@ from ...options import ReadHints
 from .checkpoint import Checkpoint, load_checkpoint
 from .config import SequenceLSTMConfig, parse_metadata_blob
 from .discover import discover, split_head_hint
-from .module_tree import embedding_padding_idx, lstm_batch_first, sequential_activations
+from .module_tree import embedding_padding_idx, embedding_problem, lstm_batch_first, sequential_activations
 from .naming import FIELD_NAMES, Naming, join, lstm_key
 from .tensors import to_numpy
 
@@ -38,6 +38,9 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
         naming = discover(path, shapes, hints)
     used = _used_keys(path, checkpoint, naming)
     _refuse_leftovers(path, checkpoint, used)
+    problem = embedding_problem(checkpoint.tree, naming.embedding)
+    if problem:
+        raise ReadError(path, problem)
     activations = _head_activations(path, naming, config, hints, checkpoint)
     arrays = {key: to_numpy(checkpoint.tensors[key], key) for key in used}
     return _build(naming, arrays, config, hints, checkpoint, activations)
