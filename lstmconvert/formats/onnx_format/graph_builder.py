@@ -33,7 +33,10 @@ class GraphBuilder:
     def const(self, hint: str, array: np.ndarray) -> str:
         """Store ``array`` as an initializer (bit for bit) and return its name."""
         name = self.fresh(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # Not np.ascontiguousarray: it turns a scalar into a 1-element vector, which changes what
+        # Gather and the like compute.
+        array = np.asarray(array)
+        self.initializers.append(numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(order="C"), name))
         return name
 
     def node(self, op: str, inputs: list, outputs: int = 1, name: str = "", **attrs) -> Union[str, list]:

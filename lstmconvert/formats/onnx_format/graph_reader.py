@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, numpy_helper
 
 from ...errors import UnsupportedError
 from ...model import Dense, Embedding, LSTMLayer, SequenceModel
@@ -23,6 +23,7 @@ from ...options import ReadHints
 from . import lstm_node
 from .flow import INPUT_ATOMS, Entry, Flow, LayerRecord, Prefix, group_reshape
 from .graph_index import GraphIndex, attribute, axes_argument, describe, slice_arguments
+from .index_remap import unwrapped_ids
 from .lengths import match_lengths
 from .symbolic import Dim
 
@@ -568,7 +569,13 @@ class GraphReader:
 
     # -- embedding, LSTM, head -------------------------------------------------------------------
     def _embedding(self, node, table: np.ndarray) -> Flow:
-        ids = self._data(node, 1)
+        try:
+            ids = self._data(node, 1)
+        except UnsupportedError:
+            source = unwrapped_ids(self.index, node.input[1], table.shape[0]) if table.ndim == 2 else None
+            if source is None:
+                raise
+            ids = self.flow(source)
         if ids.kind != "ids" or attribute(node, "axis", 0) != 0 or table.ndim != 2:
             raise UnsupportedError(f"{describe(node)}: a table lookup that is not an embedding of the input ids")
         prefix = ids.prefix
@@ -744,7 +751,43 @@ class GraphReader:
         return flow.evolve(head=flow.head[:-1] + (Dense(weight=last.weight, bias=bias),))
 
     def _op_Mul(self, node, out_index):
-        return self._elementwise_merge(node, "mul")
+        for k in (0, 1):
+            if self._is_ones_like(node.input[k], node.input[1 - k]):
+                # Keras LSTMs with dropout multiply their input by a mask of ones at inference.
+                return self._data(node, 1 - k)
+        if all(self.index.const(i) is None for i in node.input):
+            return self._elementwise_merge(node, "mul")
+        return self._halved_sum(node, 0.5)
+
+    def _op_Div(self, node, out_index):
+        return self._halved_sum(node, 2.0)
+
+    def _halved_sum(self, node, factor: float) -> Flow:
+        """``(forward + backward) * 0.5`` or ``/ 2``: a Keras ``merge_mode="ave"`` as tf2onnx writes it."""
+        constant = self.index.const(node.input[1])
+        flow = self._data(node, 0)
+        if constant is None and node.op_type == "Mul":
+            constant, flow = self.index.const(node.input[0]), self._data(node, 1)
+        if constant is None or constant.size != 1 or float(constant.reshape(-1)[0]) != factor \
+                or flow.kind != "lstm" or flow.merge != "sum" or constant.ndim > flow.rank:
+            raise UnsupportedError(f"{describe(node)}: scales something other than the sum of an LSTM's two "
+                                   "directions by one half (Keras merge_mode='ave')")
+        return flow.evolve(merge="ave")
+
+    def _is_ones_like(self, name: str, other: str) -> bool:
+        """Is ``name`` all ones, shaped so that multiplying ``other`` by it changes nothing?"""
+        value = self.index.const(name)
+        if value is not None:
+            return value.size == 1 and float(value.reshape(-1)[0]) == 1.0 and value.ndim <= self.flow(other).rank
+        found = self.index.producer.get(name)
+        if found is None or found[0].op_type != "ConstantOfShape":
+            return False
+        fill = attribute(found[0], "value")
+        if fill is None or numpy_helper.to_array(fill).reshape(-1)[0] != 1:
+            return False
+        shape = self.index.producer.get(found[0].input[0])
+        return (shape is not None and shape[0].op_type == "Shape" and shape[0].input[0] == other
+                and attribute(shape[0], "start", 0) == 0 and attribute(shape[0], "end") is None)
 
     def _activation(self, node, out_index):
         flow = self._data(node)

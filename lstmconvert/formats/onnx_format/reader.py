@@ -25,7 +25,18 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
         # Exporters may wrap layers in local functions; inlining exposes their nodes.
         model = onnx.inliner.inline_local_functions(model)
     if not any(node.op_type == "LSTM" and node.domain in ("", "ai.onnx") for node in model.graph.node):
-        loops = [node for node in model.graph.node if node.op_type in ("Loop", "Scan")]
-        hint = f" ({describe(loops[0])} computes a recurrence step by step; only LSTM operators are read)" if loops else ""
-        raise ReadError(path, f"the graph has no LSTM node{hint}")
+        raise ReadError(path, f"the graph has no LSTM node{_no_lstm_hint(model.graph)}")
     return GraphReader(GraphIndex(model.graph, opset, model)).read(hints)
+
+
+def _no_lstm_hint(graph: onnx.GraphProto) -> str:
+    """Why a graph may have no LSTM node: a recurrence written as a loop, or another kind of RNN."""
+    for node in graph.node:
+        if node.op_type in ("GRU", "RNN"):
+            return f" ({describe(node)}: lstmconvert reads LSTMs only)"
+    for node in graph.node:
+        if node.op_type in ("Loop", "Scan"):
+            return (f" ({describe(node)} computes a recurrence step by step; only LSTM operators are read. "
+                    "tf2onnx writes such loops for Keras LSTMs with a mask or recurrent_dropout: convert the "
+                    "Keras file itself instead)")
+    return ""
