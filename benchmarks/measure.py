@@ -50,8 +50,14 @@ class MeasurementFailed(RuntimeError):
 
 
 def environment() -> dict:
-    """The subprocess environment: this checkout first on the path, TensorFlow's start-up chatter off."""
+    """The subprocess environment: this checkout first on the path, TensorFlow's start-up chatter off.
+
+    Bytecode caching is switched back on where the environment turned it off: installed packages
+    run from cached bytecode, and recompiling every module on every start would charge lstmconvert
+    (an editable checkout here) for something users do not pay.
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONHASHSEED", "0")
@@ -75,26 +81,38 @@ def run_cold(command: Sequence, cwd: Optional[Path] = None) -> Run:
     return Run(command, seconds, usage.ru_maxrss * 1024, proc.returncode, stdout, stderr)
 
 
-def repeat_cold(command: Sequence, times: int, cwd: Optional[Path] = None,
-                before: Optional[Callable[[], None]] = None) -> list:
-    """``times`` cold runs of ``command``; raises MeasurementFailed on the first failing run."""
-    runs = []
-    for _ in range(times):
-        if before is not None:
-            before()
-        run = run_cold(command, cwd)
-        if not run.ok:
-            raise MeasurementFailed(run.failure())
-        runs.append(run)
-    return runs
+@dataclass
+class Job:
+    """A command to measure, and what to do before each run (e.g. delete the previous output)."""
+
+    command: Sequence
+    before: Optional[Callable[[], None]] = None
+
+
+def interleaved(jobs: dict, times: int, warmup: bool = True) -> dict:
+    """Run every job ``times``, round-robin, so a change in the machine's load hits all of them alike.
+
+    ``warmup``: one untimed round first, so every side finds its bytecode and files cached.
+    Returns name -> list of Runs; a failing job is dropped from later rounds and maps to the
+    MeasurementFailed describing its failure instead.
+    """
+    results: dict = {name: [] for name in jobs}
+    for round_ in range(times + (1 if warmup else 0)):
+        for name, job in jobs.items():
+            if isinstance(results[name], MeasurementFailed):
+                continue
+            if job.before is not None:
+                job.before()
+            run = run_cold(job.command)
+            if not run.ok:
+                results[name] = MeasurementFailed(run.failure())
+            elif round_ > 0 or not warmup:
+                results[name].append(run)
+    return results
 
 
 def median_seconds(runs: list) -> float:
     return statistics.median(r.seconds for r in runs)
-
-
-def median_rss(runs: list) -> int:
-    return int(statistics.median(r.peak_rss for r in runs))
 
 
 def python() -> str:

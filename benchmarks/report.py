@@ -40,7 +40,8 @@ def at_most(value: float, limit: float, unit: str = "×") -> str:
         return "met"
     if unit == "s":
         return f"MISSED by {seconds(value - limit)}"
-    return f"MISSED: {value / limit:.1f}× the limit"
+    over = value / limit
+    return f"MISSED by {(over - 1) * 100:.0f}%" if over < 2 else f"MISSED: {over:.1f}× the limit"
 
 
 def failed(section: str, measurement: str, message: str, target: str = "") -> Row:

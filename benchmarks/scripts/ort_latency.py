@@ -4,8 +4,8 @@
 
 Every file gets the same token ids (ids 1..V-1, laid out (T, N) or, with --batch-major, (N, T))
 and a session with the same options. The first file is the reference: each other file's largest
-absolute output difference from it is reported. Timing interleaves the files run by run, so drift
-in a shared machine's load hits them alike; the median of ``--runs`` timed runs follows ``--warmup``
+absolute output difference from it is reported. Timing interleaves the files run by run, in a
+rotating order, so drift in a shared machine's load hits them alike; the median of ``--runs`` timed runs follows ``--warmup``
 untimed ones. Prints one JSON object.
 """
 
@@ -54,10 +54,11 @@ def main() -> None:
             for s, f in zip(sessions, feeds):
                 s.run(None, f)
         samples = [[] for _ in sessions]
-        for _ in range(args.runs):
-            for k, (s, f) in enumerate(zip(sessions, feeds)):
+        for run in range(args.runs):
+            for shift in range(len(sessions)):  # each file goes first equally often
+                k = (run + shift) % len(sessions)
                 start = time.perf_counter()
-                s.run(None, f)
+                sessions[k].run(None, feeds[k])
                 samples[k].append(time.perf_counter() - start)
         if args.runs:
             for path, times in zip(args.models, samples):

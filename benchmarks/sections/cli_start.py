@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from ..context import FIXTURES, Context
-from ..measure import lstmconvert_command, median_seconds, python, repeat_cold, run_cold, script
+from ..measure import (Job, MeasurementFailed, interleaved, lstmconvert_command, median_seconds, python, run_cold,
+                       script)
 from ..report import Row, at_most, failed, seconds
 
 SECTION = "1 start"
@@ -32,11 +33,11 @@ def run(ctx: Context) -> list:
 
 def _help(ctx: Context) -> Row:
     command = lstmconvert_command() + ["--help"]
-    try:
-        ours = median_seconds(repeat_cold(command, ctx.preset.repeats))
-        bare = median_seconds(repeat_cold([python(), "-c", "pass"], ctx.preset.repeats))
-    except Exception as exc:
-        return failed(SECTION, "`lstmconvert --help` wall time", str(exc), f"≤ {HELP_LIMIT} s")
+    results = interleaved({"ours": Job(command), "bare": Job([python(), "-c", "pass"])}, ctx.preset.repeats)
+    problem = next((r for r in results.values() if isinstance(r, MeasurementFailed)), None)
+    if problem is not None:
+        return failed(SECTION, "`lstmconvert --help` wall time", str(problem), f"≤ {HELP_LIMIT} s")
+    ours, bare = median_seconds(results["ours"]), median_seconds(results["bare"])
     imported = _frameworks(run_cold([python(), script("import_probe.py"), "--help"])) or []
     measurement = "`lstmconvert --help` wall (baseline: bare `python -c pass`)"
     verdict = at_most(ours, HELP_LIMIT, "s")

@@ -1,16 +1,16 @@
 """2. The everyday conversion: the fixture taggers to bidirectional ONNX, CLI against users' scripts.
 
-Every side runs as a cold subprocess, as a user would run it. The user-written outputs are checked
-against ours in onnxruntime (same ids in, largest output difference reported), so the timings
-compare programs that produce the same model.
+Every side runs as a cold subprocess, as a user would run it, and the sides take turns run by run
+(see ``measure.interleaved``), so a change in the machine's load hits them alike. The user-written
+outputs are checked against ours in onnxruntime (same ids in, largest output difference noted), so
+the timings compare programs that produce the same model.
 """
 
 from __future__ import annotations
 
 from ..agreement import agreement_note, runs_at
 from ..context import FIXTURES, Context
-from ..measure import (MeasurementFailed, lstmconvert_command, median_seconds, python, remove_output,
-                       repeat_cold, script)
+from ..measure import Job, MeasurementFailed, interleaved, lstmconvert_command, median_seconds, python, remove_output, script
 from ..report import Row, at_most, failed, seconds
 
 SECTION = "2 tagger"
@@ -20,69 +20,79 @@ TORCH_TAGGER = FIXTURES / "torch" / "tagger.pt"
 KERAS_TAGGER = FIXTURES / "keras" / "tagger.keras"
 
 
+def _writes(command: list, output) -> Job:
+    """A job writing ``output``, which is deleted before every run so each run writes it afresh."""
+    return Job(command, before=lambda: remove_output(output))
+
+
+def _floor(modules: str) -> Job:
+    return Job([python(), "-c", f"import {modules}"])
+
+
 def run(ctx: Context) -> list:
     return _torch_rows(ctx) + _keras_rows(ctx)
 
 
-def _timed(ctx: Context, command: list, output) -> float:
-    """Median cold wall time of ``command``, which writes ``output`` (removed before every run)."""
-    return median_seconds(repeat_cold(command, ctx.preset.repeats, before=lambda: remove_output(output)))
-
-
 def _torch_rows(ctx: Context) -> list:
     ours_out = ctx.path("tagger_ours.onnx")
+    outputs = {"dynamo": ctx.path("tagger_user_dynamo.onnx"), "dynamo=False": ctx.path("tagger_user_ts.onnx")}
+    user = [python(), script("user_torch_to_onnx.py"), TORCH_TAGGER]
+    jobs = {
+        "ours": _writes(lstmconvert_command() + ["convert", TORCH_TAGGER, "-o", ours_out, "--force"], ours_out),
+        "dynamo": _writes(user + [outputs["dynamo"], f"--example-steps={CHECK_STEPS}"], outputs["dynamo"]),
+        "dynamo=False": _writes(user + [outputs["dynamo=False"], "--no-dynamo"], outputs["dynamo=False"]),
+        "floor": _floor("torch, onnx"),
+    }
+    results = interleaved(jobs, ctx.preset.repeats)
+    if isinstance(results["ours"], MeasurementFailed):
+        return [failed(SECTION, ".pt→bi .onnx, CLI", str(results["ours"]), f"≤ {DYNAMO_LIMIT}× dynamo script")]
+    ours = median_seconds(results["ours"])
     rows = []
-    try:
-        ours = _timed(ctx, lstmconvert_command() + ["convert", TORCH_TAGGER, "-o", ours_out, "--force"], ours_out)
-    except MeasurementFailed as exc:
-        return [failed(SECTION, ".pt→bi .onnx, CLI", str(exc), f"≤ {DYNAMO_LIMIT}× dynamo script")]
-    for label, flag, limit in (("dynamo", [], DYNAMO_LIMIT), ("dynamo=False", ["--no-dynamo"], TORCHSCRIPT_LIMIT)):
-        theirs_out = ctx.path(f"tagger_user_{'dynamo' if not flag else 'ts'}.onnx")
-        command = [python(), script("user_torch_to_onnx.py"), TORCH_TAGGER, theirs_out,
-                   f"--example-steps={CHECK_STEPS}"] + flag
+    for label, limit in (("dynamo", DYNAMO_LIMIT), ("dynamo=False", TORCHSCRIPT_LIMIT)):
         measurement = f".pt→bi .onnx: CLI vs user script, torch.onnx.export {label}"
-        try:
-            theirs = _timed(ctx, command, theirs_out)
-        except MeasurementFailed as exc:
-            rows.append(failed(SECTION, measurement, f"ours {seconds(ours)}; script {exc}", f"≤ {limit}×"))
+        if isinstance(results[label], MeasurementFailed):
+            rows.append(failed(SECTION, measurement, f"ours {seconds(ours)}; script {results[label]}", f"≤ {limit}×"))
             continue
-        ctx.note(agreement_note(f"tagger .pt→.onnx, user script ({label})", ours_out, theirs_out, 12, CHECK_STEPS))
-        problem = runs_at(theirs_out, 12, CHECK_STEPS + 3)
-        if problem:
-            ctx.note(f"the {label} export, traced with {CHECK_STEPS} steps, fails on {CHECK_STEPS + 3} steps "
-                     f"despite its dynamic time axis: {problem}")
+        theirs = median_seconds(results[label])
         rows.append(Row(SECTION, measurement, seconds(ours), seconds(theirs), ours / theirs, f"≤ {limit}×",
                         at_most(ours / theirs, limit)))
-    rows.append(_floor_row(ctx, ".pt→bi .onnx: CLI vs `import torch, onnx`", ours, "torch, onnx"))
+        ctx.note(agreement_note(f"tagger .pt→.onnx, user script ({label})", ours_out, outputs[label], 12, CHECK_STEPS))
+    problem = runs_at(outputs["dynamo"], 12, CHECK_STEPS + 3) if outputs["dynamo"].exists() else None
+    if problem:
+        ctx.note(f"the dynamo export, traced with {CHECK_STEPS} steps, fails on {CHECK_STEPS + 3} steps despite "
+                 f"its dynamic time axis: {problem}")
+    rows.append(_floor_row(".pt→bi .onnx: CLI vs `import torch, onnx`", ours, results["floor"], FLOOR_LIMIT))
     return rows
 
 
 def _keras_rows(ctx: Context) -> list:
-    ours_out = ctx.path("keras_tagger_ours.onnx")
-    theirs_out = ctx.path("keras_tagger_user.onnx")
+    ours_out, theirs_out = ctx.path("keras_tagger_ours.onnx"), ctx.path("keras_tagger_user.onnx")
     measurement = ".keras→bi .onnx: CLI vs user script, Keras model.export(format='onnx')"
-    try:
-        ours = _timed(ctx, lstmconvert_command() + ["convert", KERAS_TAGGER, "-o", ours_out, "--force"], ours_out)
-    except MeasurementFailed as exc:
-        return [failed(SECTION, measurement, str(exc))]
-    try:
-        theirs = _timed(ctx, [python(), script("user_keras_to_onnx.py"), KERAS_TAGGER, theirs_out], theirs_out)
-    except MeasurementFailed as exc:
-        rows = [failed(SECTION, measurement, f"ours {seconds(ours)}; script {exc}")]
+    jobs = {
+        "ours": _writes(lstmconvert_command() + ["convert", KERAS_TAGGER, "-o", ours_out, "--force"], ours_out),
+        "theirs": _writes([python(), script("user_keras_to_onnx.py"), KERAS_TAGGER, theirs_out], theirs_out),
+        "floor": _floor("h5py, onnx"),
+    }
+    results = interleaved(jobs, ctx.preset.repeats)
+    if isinstance(results["ours"], MeasurementFailed):
+        return [failed(SECTION, measurement, str(results["ours"]))]
+    ours = median_seconds(results["ours"])
+    if isinstance(results["theirs"], MeasurementFailed):
+        rows = [failed(SECTION, measurement, f"ours {seconds(ours)}; script {results['theirs']}")]
     else:
+        theirs = median_seconds(results["theirs"])
+        rows = [Row(SECTION, measurement, seconds(ours), seconds(theirs), ours / theirs)]
         ctx.note(agreement_note("tagger .keras→.onnx, user script (Keras export)", ours_out, theirs_out, 20,
                                 CHECK_STEPS, batch_major=True))
-        rows = [Row(SECTION, measurement, seconds(ours), seconds(theirs), ours / theirs)]
-    rows.append(_floor_row(ctx, ".keras→bi .onnx: CLI vs `import h5py, onnx`", ours, "h5py, onnx", limit=None))
+    rows.append(_floor_row(".keras→bi .onnx: CLI vs `import h5py, onnx`", ours, results["floor"], None))
     return rows
 
 
-def _floor_row(ctx: Context, measurement: str, ours: float, modules: str, limit=FLOOR_LIMIT) -> Row:
+def _floor_row(measurement: str, ours: float, floor_runs, limit) -> Row:
     """Ours against importing just the libraries the conversion needs (the start-up floor)."""
-    try:
-        floor = median_seconds(repeat_cold([python(), "-c", f"import {modules}"], ctx.preset.repeats))
-    except MeasurementFailed as exc:
-        return failed(SECTION, measurement, str(exc))
+    if isinstance(floor_runs, MeasurementFailed):
+        return failed(SECTION, measurement, str(floor_runs))
+    floor = median_seconds(floor_runs)
     above = ours - floor
     row = Row(SECTION, measurement, seconds(ours), seconds(floor), ours / floor)
     if limit is not None:
