@@ -5,8 +5,8 @@
 Every file gets the same token ids (ids 1..V-1, laid out (T, N) or, with --batch-major, (N, T))
 and a session with the same options. The first file is the reference: each other file's largest
 absolute output difference from it is reported. Timing interleaves the files run by run, in a
-rotating order, so drift in a shared machine's load hits them alike; the median of ``--runs`` timed runs follows ``--warmup``
-untimed ones. Prints one JSON object.
+rotating order, so drift in a shared machine's load hits them alike; the median of ``--runs``
+timed runs follows ``--warmup`` untimed ones. Prints one JSON object.
 """
 
 from __future__ import annotations
