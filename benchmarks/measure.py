@@ -21,6 +21,17 @@ from typing import Callable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
+# A folder holding another lstmconvert package to measure instead of this checkout's (run.py's
+# --lstmconvert-path), e.g. a branch with a proposed change, for before/after figures.
+LSTMCONVERT_PATH = ""
+
+
+def use_lstmconvert_from(folder: Path) -> None:
+    """Measure the lstmconvert package inside ``folder`` instead of this checkout's."""
+    global LSTMCONVERT_PATH
+    if not (folder / "lstmconvert" / "__init__.py").is_file():
+        raise SystemExit(f"{folder} holds no lstmconvert package")
+    LSTMCONVERT_PATH = str(folder.resolve())
 
 
 @dataclass
@@ -58,7 +69,8 @@ def environment() -> dict:
     """
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    first = [LSTMCONVERT_PATH] if LSTMCONVERT_PATH else []
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, first + [str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONHASHSEED", "0")
     return env

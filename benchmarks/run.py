@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 
 from .context import Context  # noqa: E402
 from .machine import describe  # noqa: E402
+from .measure import use_lstmconvert_from  # noqa: E402
 from .presets import PRESETS  # noqa: E402
 from .report import render_markdown, render_text  # noqa: E402
 from .sections import cli_start, growth, inference, scale, tagger  # noqa: E402
@@ -42,7 +43,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections to run (default: all of {', '.join(SECTIONS)})")
     parser.add_argument("--markdown", type=Path, help="also write the table, notes and machine as markdown here")
-    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one); needs ~4 GB free")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one); needs ~5 GB free")
+    parser.add_argument("--lstmconvert-path", type=Path, metavar="DIR",
+                        help="measure the lstmconvert package in DIR (e.g. a checkout with a proposed change)")
     args = parser.parse_args(argv)
     wanted = {n.strip() for n in args.only.split(",") if n.strip()}
     unknown = sorted(wanted - set(SECTIONS))
@@ -50,12 +53,16 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
     preset = PRESETS[args.preset or "full"]
+    if args.lstmconvert_path:
+        use_lstmconvert_from(args.lstmconvert_path)
 
     workdir = Path(tempfile.mkdtemp(prefix="lstmconvert-bench-", dir=args.workdir))
     ctx = Context(preset, workdir)
     rows, started = [], time.time()
     machine = describe()
     print(f"preset {preset.name}; {machine['summary']}", flush=True)
+    if args.lstmconvert_path:
+        print(f"lstmconvert from {args.lstmconvert_path}", flush=True)
     try:
         for name in names:
             section_start = time.time()
