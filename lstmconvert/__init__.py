@@ -9,7 +9,7 @@ Importing lstmconvert imports no framework; each format imports its own when a f
 """
 
 from .api import load, run, save
-from .convert import Preservation, PreservationWarning, preservation, to_bidirectional
+from .convert import Preservation, PreservationWarning, UntrainableWarning, preservation, to_bidirectional
 from .errors import (
     LstmConvertError,
     MissingDependencyError,
@@ -24,7 +24,7 @@ from .checks import RoundtripReport, VerifyReport, roundtrip, verify  # numpy on
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "run", "to_bidirectional", "preservation", "Preservation", "PreservationWarning",
+    "load", "save", "run", "to_bidirectional", "preservation", "Preservation", "PreservationWarning", "UntrainableWarning",
     "LstmConvertError", "MissingDependencyError", "ModelError", "ReadError", "UnsupportedError",
     "WriteError", "Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel",
     "verify", "roundtrip", "VerifyReport", "RoundtripReport",

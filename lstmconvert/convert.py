@@ -35,6 +35,10 @@ class PreservationWarning(UserWarning):
     """The converted model will not compute exactly what the source computed."""
 
 
+class UntrainableWarning(UserWarning):
+    """The converted model's backward direction cannot learn from its starting point."""
+
+
 @dataclass(frozen=True)
 class Preservation:
     """What a conversion keeps of the source's function.
@@ -143,6 +147,15 @@ def to_bidirectional(
     if verdict.status != "exact":
         warnings.warn(f"the converted model is not function-preserving: {verdict.reason}", PreservationWarning, stacklevel=2)
 
+    if backward == "zeros" and merge == "concat" and preserve:
+        # An all-zero direction outputs exactly 0 into zero consumer weights: every gradient that
+        # reaches either is exactly 0, so fine-tuning never moves them (examples/warm_start.py).
+        warnings.warn(
+            "--backward zeros with --merge concat gives a backward direction that never trains (its "
+            "output and the weights reading it are all zero, so their gradients are exactly 0); use "
+            "--backward copy or random to fine-tune, or --merge sum with zeros",
+            UntrainableWarning, stacklevel=2,
+        )
     init = _Initialiser(seed, keras_style=model.meta.get("source_format") == "keras")
     layers = []
     for k, layer in enumerate(model.layers):

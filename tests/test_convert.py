@@ -148,3 +148,14 @@ def test_bad_options_and_bad_models_name_the_problem():
     broken.layers[1].directions[0].w_ih = broken.layers[1].directions[0].w_ih[:, :4]
     with pytest.raises(ModelError, match=r"layers\[1\] expects input width 4 but receives 5"):
         broken.validate()
+
+
+def test_concat_with_zero_backward_warns_that_it_cannot_train():
+    from lstmconvert import UntrainableWarning
+
+    with pytest.warns(UntrainableWarning, match="never trains"):
+        to_bidirectional(_model(), backward="zeros", merge="concat")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainableWarning)
+        to_bidirectional(_model(), backward="zeros", merge="sum")
+        to_bidirectional(_model(), backward="copy", merge="concat")
