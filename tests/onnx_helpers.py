@@ -23,7 +23,10 @@ def ort_run(path: Path, feed: dict) -> np.ndarray:
 
 
 def input_names(path: Path) -> list:
-    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+    """The graph inputs a caller feeds (initializers listed as inputs have a value already)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    stored = {t.name for t in graph.initializer}
+    return [i.name for i in graph.input if i.name not in stored]
 
 
 def lstm_nodes(path: Path) -> list:
