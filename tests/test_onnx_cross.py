@@ -113,7 +113,8 @@ def test_keras3_hard_sigmoid_becomes_onnx_hard_sigmoid_alpha_one_sixth(tmp_path)
 ONNX_SOURCES = ["torch_tagger_ts", "torch_classifier_ts", "torch_bi_tagger_ts", "torch_packed_ts", "tf_tagger",
                 "tf_bi_classifier",
                 # exporter quirks: unoptimized dynamo with states, Keras 3's export, tf2onnx's 'ave'
-                "quirk_dynamo_unoptimized_states", "quirk_keras3_export", "quirk_tf_bidirectional_ave"]
+                "quirk_dynamo_unoptimized_states", "quirk_keras3_export", "quirk_tf_bidirectional_ave",
+                "quirk_ts_bidirectional_manual_last"]
 
 
 def _onnx_batch(name: str) -> np.ndarray:

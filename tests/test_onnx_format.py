@@ -35,6 +35,7 @@ TORCH_FIXTURES = {
     "quirk_dynamo_unoptimized_states": ("NT", True),
     "quirk_ts_keep_initializers": ("NT", False),
     "quirk_ts_fp16_fixed_length": ("NT", True),
+    "quirk_ts_bidirectional_manual_last": ("NT", False),
 }
 TF_FIXTURES = {"tf_tagger": ("NT", True), "tf_bi_classifier": ("NT", False), "tf_hard_sigmoid": ("NT", True),
                "tf_go_backwards": ("NT", True), "quirk_tf_bidirectional_ave": ("NT", True),
@@ -444,6 +445,12 @@ def test_keras3_embedding_index_wrap_is_read_only_when_it_is_an_identity(tmp_pat
     onnx.save(proto, str(tmp_path / "shifted.onnx"))
     with pytest.raises(lstmconvert.LstmConvertError, match="cannot be placed"):
         lstmconvert.load(tmp_path / "shifted.onnx")
+
+
+def test_bidirectional_last_state_sliced_out_of_y_by_hand():
+    """cat(y[:, -1, :H], y[:, 0, H:]) is each direction's final state; y[:, -1] alone is refused (bad/)."""
+    model = lstmconvert.load(FIXTURES / "quirk_ts_bidirectional_manual_last.onnx")
+    assert model.readout == "last" and model.layers[0].bidirectional and model.layers[0].merge == "concat"
 
 
 def test_dense_head_on_flattened_batch_and_time(tmp_path):

@@ -218,7 +218,7 @@ def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray
     if op == "Slice":
         index = [slice(None)] * x.ndim
         for axis, start, end, step in slice_arguments(node, args, x.ndim):
-            index[axis] = slice(*_clamp_slice(start, end, step, x.shape[axis]))
+            index[axis] = slice(*clamp_slice(start, end, step, x.shape[axis]))
         return x[tuple(index)]
     if op == "Gather":
         return np.take(x, np.asarray(args[1]).astype(np.int64), axis=attribute(node, "axis", 0))
@@ -235,7 +235,7 @@ def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray
     return None
 
 
-def _clamp_slice(start: int, end: int, step: int, size: int) -> tuple:
+def clamp_slice(start: int, end: int, step: int, size: int) -> tuple:
     """ONNX Slice bounds (huge sentinels, negatives) as Python slice bounds."""
     def clamp(v: int, lo: int, hi: int) -> int:
         if v < 0:
@@ -248,4 +248,5 @@ def _clamp_slice(start: int, end: int, step: int, size: int) -> tuple:
     return start_c, (None if end_c < 0 else end_c), step
 
 
-__all__ = ["GraphIndex", "Dim", "attribute", "describe", "axes_argument", "slice_arguments", "constant_node_value"]
+__all__ = ["GraphIndex", "Dim", "attribute", "describe", "axes_argument", "slice_arguments", "clamp_slice",
+           "constant_node_value"]

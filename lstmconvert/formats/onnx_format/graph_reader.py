@@ -22,7 +22,7 @@ from ...model import Dense, Embedding, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from . import lstm_node
 from .flow import INPUT_ATOMS, Entry, Flow, LayerRecord, Prefix, group_reshape
-from .graph_index import GraphIndex, attribute, axes_argument, describe, slice_arguments
+from .graph_index import GraphIndex, attribute, axes_argument, clamp_slice, describe, slice_arguments
 from .index_remap import unwrapped_ids
 from .lengths import match_lengths
 from .symbolic import Dim
@@ -397,6 +397,12 @@ class GraphReader:
             return self._select(node, flow, axis, picks, keep_axis=True)
         if step == 1 and start == 0 and end >= _BIG:
             return flow  # the whole axis
+        if atoms == ("F",) and flow.kind == "lstm" and flow.axis_of("D") is None and not flow.merge and step == 1:
+            # Directions side by side in the features (PyTorch output[..., :H]): whole blocks only.
+            width = flow.width
+            low, high, _ = clamp_slice(start, end, step, width * len(flow.entries))
+            if high > low and low % width == 0 and high % width == 0:
+                return flow.evolve(entries=flow.entries[low // width: high // width])
         if len(atoms) == 1 and atoms[0] == flow.prefix.time_atom and flow.kind == "lstm":
             if step == 1 and start == -1 and end >= _BIG:
                 return self._pick_time(node, flow, axis, "last", keep_axis=True)

@@ -84,12 +84,12 @@ def evaluate_shape_vector(index, name: str, dims_of: Callable[[str], Optional[li
         args = [index.const(i) if i else None for i in node.input]
         if data is None or any(a is None for i, a in zip(node.input[1:], args[1:]) if i):
             return None
-        from .graph_index import slice_arguments, _clamp_slice
+        from .graph_index import slice_arguments, clamp_slice
 
         for axis, start, end, step in slice_arguments(node, args, 1):
             if axis != 0:
                 return None
-            data = data[slice(*_clamp_slice(start, end, step, len(data)))]
+            data = data[slice(*clamp_slice(start, end, step, len(data)))]
         return data
     if op == "Mul":
         left = evaluate_shape_vector(index, node.input[0], dims_of)
