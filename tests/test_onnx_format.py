@@ -499,6 +499,7 @@ BAD = {
     "two_outputs": "'logits' is not an LSTM state",
     "gru": "no LSTM node (GRU node 'gru': lstmconvert reads LSTMs only)",
     "loop": "Loop node 'while_loop' computes a recurrence step by step",
+    "unrolled": "look like a recurrence unrolled step by step",
     # Exporter output (fixtures/make_onnx_fixtures.py, torch_quirk_fixtures).
     "quirk_dynamo_proj_size": "initial_c has hidden size 5 but W and R have 2",
     "quirk_no_params": "exported without its weights",

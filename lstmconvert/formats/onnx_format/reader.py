@@ -39,4 +39,8 @@ def _no_lstm_hint(graph: onnx.GraphProto) -> str:
             return (f" ({describe(node)} computes a recurrence step by step; only LSTM operators are read. "
                     "tf2onnx writes such loops for Keras LSTMs with a mask or recurrent_dropout: convert the "
                     "Keras file itself instead)")
+    ops = {node.op_type for node in graph.node}
+    if {"Sigmoid", "Tanh"} <= ops and ops & {"MatMul", "Gemm"}:
+        return (" (its MatMul, Sigmoid and Tanh ops look like a recurrence unrolled step by step, as Keras "
+                "unroll=True or a loop over nn.LSTMCell export it; only LSTM operators are read)")
     return ""
