@@ -77,6 +77,7 @@ def _no_lstm(tmp_path: Path) -> Path:
     (_json, "not a PyTorch checkpoint"),
     (_protocol_4, "protocol 4"),
     (_no_lstm, "no LSTM"),
+    (lambda tmp: FIXTURES / "tagger_pickled_module.pt", "whole pickled module"),
 ])
 def test_unreadable_sources_exit_2_with_one_line(tmp_path, capsys, make, words):
     src = make(tmp_path)

@@ -156,15 +156,6 @@ def test_torchscript_source(tmp_path):
     assert_close(numpy_out(user, x), numpy_out(scripted, x))
 
 
-def test_pickled_module_source(tmp_path, source_tagger):
-    """torch.save(model) of the tagger: read without unpickling its class, widened, loaded strictly."""
-    out = tmp_path / "pickled_bi.pt"
-    widen(FIXTURES / "tagger_pickled_module.pt", out)
-    user = load_user(Tagger, out, bidirectional=True)
-    x = tokens(12, 6, 2)
-    assert_close(numpy_out(user, x), numpy_out(source_tagger, x))
-
-
 def test_already_bidirectional_source_is_refused(tmp_path):
     torch.manual_seed(0)
     src = tmp_path / "bi.pt"

@@ -447,21 +447,18 @@ def test_lightning_checkpoint(tmp_path):
     _assert_same_state(model, state, prefix="model.")
 
 
-def test_whole_pickled_module_is_read_with_layout_and_sequential_head(tmp_path):
-    """torch.save(model): read from the pickled attributes, with no class unpickled. The file also
-    says what a state_dict cannot: nn.LSTM(batch_first=True) and the ReLU inside the Sequential head."""
+def test_whole_pickled_module_is_refused_without_running_it(tmp_path):
+    """torch.save(model), here inside a training dict: building the model would mean unpickling the
+    user's class, which runs code, so the file is refused and the trap in it never fires."""
     marker = tmp_path / "marker"
     user = _mlp_tagger()
     trapped = TrappedMLPTagger(marker).eval()
     trapped.load_state_dict(user.state_dict())
     path = tmp_path / "model.pt"
     torch.save({"model": trapped, "epoch": 2}, path)
-    model = lstmconvert.load(path)
+    with pytest.raises(ReadError, match=r"whole pickled module .*under 'model'.*Nothing from it was executed"):
+        lstmconvert.load(path)
     assert not marker.exists()
-    assert model.meta["torch"]["kind"] == "state_dict" and model.meta["torch"]["container"] == "model"
-    assert model.batch_first and [d.activation for d in model.head] == ["relu", "linear"]
-    x = features(6, 3, 5)
-    assert_close(lstmconvert.run(path, x.numpy()), numpy_out(user, x))
     torch.load(path, weights_only=False)  # the trap is live
     assert marker.exists()
 
@@ -497,17 +494,19 @@ class SubclassTagger(nn.Module):
     lambda m: torch.compile(m),  # pickles itself as OptimizedModule(module, compile context)
     lambda m: m,
 ])
-def test_pickled_wrappers_and_lstm_subclasses(tmp_path, wrap):
+def test_pickled_wrappers_and_lstm_subclasses_are_refused(tmp_path, wrap):
     torch.manual_seed(2)
     user = SubclassTagger().eval()
     path = tmp_path / "whole.pt"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.compile's imports touch deprecated torch.jit
         torch.save(wrap(user), path)
-    model = lstmconvert.load(path)
-    assert model.meta["torch"]["kind"] == "pickled_module" and model.batch_first  # MyLSTM is an nn.LSTM
+    with pytest.raises(ReadError, match="whole pickled module"):
+        lstmconvert.load(path)
+    torch.save(user.state_dict(), tmp_path / "state.pt")  # what the message asks for reads
+    model = lstmconvert.load(tmp_path / "state.pt", batch_first=True)
     x = features(8, 2, 5)
-    assert_close(lstmconvert.run(path, x.numpy()), numpy_out(user, x))
+    assert_close(lstmconvert.run(tmp_path / "state.pt", x.numpy(), batch_first=True), numpy_out(user, x))
 
 
 class GeluHead(nn.Module):
@@ -515,6 +514,9 @@ class GeluHead(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(4, 6)
         self.head = nn.Sequential(nn.Linear(6, 5), nn.GELU(), nn.Linear(5, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.lstm(x)[0])
 
 
 class ProjectedFeatures(nn.Module):
@@ -526,15 +528,20 @@ class ProjectedFeatures(nn.Module):
         self.lstm = nn.LSTM(4, 6)
         self.fc = nn.Linear(6, 2)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(self.proj(x))[0])
+
 
 @pytest.mark.parametrize("module, match, hints", [
     (GeluHead, r"'head\.1' \(GELU\) sits in the head", {"head": "head.0:tanh,head.2"}),
     (ProjectedFeatures, "'proj' is a Linear, not an nn.Embedding", {}),
     (lambda: ProjectedFeatures(max_norm=1.0), "max_norm=1.0, which rescales rows", {}),
 ])
-def test_pickled_modules_that_are_not_what_their_state_dict_suggests_are_refused(tmp_path, module, match, hints):
-    path = tmp_path / "whole.pt"
-    torch.save(module(), path)
+def test_scripted_modules_that_are_not_what_their_state_dict_suggests_are_refused(tmp_path, module, match, hints):
+    path = tmp_path / "scripted.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(module()), str(path))
     with pytest.raises(ReadError, match=match):
         lstmconvert.load(path)
     torch.save(module().state_dict(), tmp_path / "state.pt")

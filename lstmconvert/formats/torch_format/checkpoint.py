@@ -2,10 +2,11 @@
 
 * ``torch.save`` files (.pt/.pth/.ckpt/.bin, zip or legacy): ``torch.load(weights_only=True)``, which
   rebuilds tensors and plain containers only. A file that also pickles other objects (an
-  ``argparse.Namespace``, numpy scalars, a whole ``nn.Module``) is loaded the same restricted way
-  with inert stand-ins in place of those objects (see ``stand_ins``): their classes are never
-  imported or called. A whole module's state_dict is then read off its pickled attributes (see
-  ``module_tree``).
+  ``argparse.Namespace``, numpy scalars) is loaded the same restricted way with inert stand-ins in
+  place of those objects (see ``stand_ins``): their classes are never imported or called, and the
+  state_dict beside them is read. A whole pickled ``nn.Module`` (``torch.save(model)``) is refused:
+  the model itself is then an object that only arbitrary unpickling, which runs code the file names,
+  would build.
 * TorchScript archives: ``torch.jit.load(...).state_dict()``. TorchScript code is compiled by the
   TorchScript compiler, which cannot reach arbitrary Python, and its pickles are read by the
   TorchScript unpickler, which builds tensors and TorchScript objects only. Nothing is called here.
@@ -34,7 +35,7 @@ import torch
 
 from ...errors import ReadError
 from .config import EXTRA_FILE, METADATA_KEY
-from .module_tree import pickled_module, pickled_state_dict, pickled_tree, script_tree, strip_tree
+from .module_tree import pickled_module, script_tree, strip_tree
 from .stand_ins import StandIn, UnloadableObject, load_with_stand_ins, pickled_head
 
 # Keys of an nn.LSTM parameter: <module prefix>.<param>_l<layer>[_reverse]
@@ -51,7 +52,7 @@ class Checkpoint:
     """A file's state_dict, unwrapped, plus what lstmconvert may have stored with it."""
 
     tensors: dict  # key -> torch.Tensor, in file order, wrapper prefixes removed
-    kind: str  # "state_dict", "pickled_module", "torchscript" or "export"
+    kind: str  # "state_dict", "torchscript" or "export"
     blob: Optional[str] = None  # lstmconvert's metadata JSON, if lstmconvert wrote the file
     container: Optional[str] = None  # where in the file the state_dict sat, e.g. "model_state_dict"
     stripped: str = ""  # the prefix removed from every key
@@ -208,8 +209,8 @@ def has_lstm_keys(mapping: Mapping) -> bool:
 
 def _unwrap(path: Path, obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict] = None) -> Checkpoint:
     if pickled_module(obj) is not None:
-        obj, kind = pickled_module(obj), "pickled_module"
-    elif isinstance(obj, StandIn):
+        raise _pickled_module_error(path, obj)
+    if isinstance(obj, StandIn):
         raise ReadError(path, f"holds a pickled {obj.kind} object (not loaded), not a state_dict or a module")
     elif not isinstance(obj, Mapping):
         raise ReadError(path, f"holds a {type(obj).__name__}, not a state_dict (a mapping of parameter names to tensors)")
@@ -237,11 +238,20 @@ def _type_name(value: object) -> str:
     return value.kind if isinstance(value, StandIn) else type(value).__name__
 
 
+def _pickled_module_error(path: Path, obj: object, where: str = "") -> ReadError:
+    module = pickled_module(obj)
+    inside = f" under {where!r}" if where else ""
+    return ReadError(
+        path,
+        f"holds a whole pickled module ({module.kind}{inside}, as torch.save(model) writes), not a state_dict. "
+        "lstmconvert reads state_dicts only: building a pickled module means unpickling classes the file names, "
+        "which runs code. Nothing from it was executed. If you trust the file, save the weights on their own: "
+        "torch.save(torch.load(path, weights_only=False).state_dict(), new_path)",
+    )
+
+
 def _as_state_dict(value: object) -> Optional[tuple]:
-    """(mapping, module tree or None) if ``value`` can hold a state_dict: a mapping or a pickled module."""
-    module = pickled_module(value)
-    if module is not None:
-        return pickled_state_dict(module), pickled_tree(module)
+    """(mapping, None) if ``value`` can hold a state_dict (a mapping); None otherwise."""
     if isinstance(value, Mapping):
         return value, None
     return None
@@ -252,8 +262,9 @@ def _find_state_dict(path: Path, obj: object) -> tuple:
     top = _as_state_dict(obj)
     if has_lstm_keys(top[0]):
         return top[0], None, top[1]
-    if not isinstance(obj, Mapping):  # a pickled module without LSTM parameters
-        raise ReadError(path, _no_lstm_problem(top[0]))
+    for key, value in obj.items():
+        if pickled_module(value) is not None:
+            raise _pickled_module_error(path, value, str(key))
     for key in WRAPPER_KEYS:
         found = _as_state_dict(obj.get(key))
         if found is not None and has_lstm_keys(found[0]):
@@ -289,7 +300,7 @@ def _no_lstm_problem(state: Mapping) -> str:
 
 
 def _nested_lstm_dicts(obj: object, where: str, depth: int = 0):
-    """(path, (mapping, module tree or None)) for every mapping or pickled module nested in ``obj``
+    """(path, (mapping, None)) for every mapping nested in ``obj``
     that has LSTM keys, outermost first, 4 levels deep."""
     if depth >= 4 or not isinstance(obj, Mapping):
         return

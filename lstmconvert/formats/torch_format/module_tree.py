@@ -1,8 +1,7 @@
 """What a file that holds whole modules says beyond a state_dict: module classes and settings.
 
-A state_dict is only names and tensors. A pickled ``nn.Module`` (``torch.save(model)``, read through
-stand-ins, see ``stand_ins``) or a TorchScript archive also records, for every submodule, its class and
-its attributes. Two of those facts settle what a state_dict leaves open:
+A state_dict is only names and tensors. A TorchScript archive also records, for every submodule, its
+class and its attributes. Some of those facts settle what a state_dict leaves open:
 
 * ``nn.LSTM(batch_first=...)``: the input layout (TorchScript keeps it when scripted, not traced);
 * ``nn.Embedding(padding_idx=...)``, a training-time marker, kept so rebuilt modules have it too;
@@ -18,7 +17,6 @@ registration order.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Optional
@@ -29,9 +27,6 @@ from .stand_ins import StandIn
 _MODULE_FIELDS = ("_parameters", "_buffers", "_modules")
 # Attributes read from submodules (when the file has them).
 _ATTRIBUTES = ("batch_first", "dim", "padding_idx", "max_norm", "mode")
-# Deeper nesting, or more modules, than this is taken as a damaged or hostile file rather than a model.
-MAX_DEPTH = 64
-MAX_NODES = 100_000
 
 LSTM_CLASS = "torch.nn.modules.rnn.LSTM"
 COMPILED_CLASS = "torch._dynamo.eval_frame.OptimizedModule"
@@ -63,7 +58,7 @@ class SubModule:
         return self.kind.rsplit(".", 1)[-1]
 
 
-# -- pickled modules (stand-ins) ---------------------------------------------------------------
+# -- pickled modules (stand-ins): recognised only to be refused precisely -----------------------
 def is_pickled_module(obj: object) -> bool:
     """True for the stand-in of a pickled nn.Module: its state holds parameters, buffers, children."""
     return (isinstance(obj, StandIn) and isinstance(obj.state, Mapping)
@@ -79,59 +74,6 @@ def pickled_module(obj: object) -> Optional[StandIn]:
             and is_pickled_module(obj.args[0])):
         return obj.args[0]
     return None
-
-
-def pickled_state_dict(module: StandIn) -> OrderedDict:
-    """What ``module.state_dict()`` returns, computed from the pickled attributes (no code run).
-
-    Parameters, then persistent buffers, then each child's entries under ``<child>.``; a child that
-    is not a module is kept as a non-tensor entry, so the reader refuses it by name.
-    """
-    out: OrderedDict = OrderedDict()
-    for prefix, node in _walk(module):
-        if not is_pickled_module(node):
-            out[prefix.rstrip(".")] = node
-            continue
-        state = node.state
-        transient = state.get("_non_persistent_buffers_set") or ()
-        for name, value in state["_parameters"].items():
-            if value is not None:
-                out[prefix + name] = value
-        for name, value in state["_buffers"].items():
-            if value is not None and name not in transient:
-                out[prefix + name] = value
-    return out
-
-
-def pickled_tree(module: StandIn) -> dict:
-    """The ModuleTree of a pickled module."""
-    tree = {}
-    for prefix, node in _walk(module):
-        if is_pickled_module(node):
-            attrs = {a: node.state[a] for a in _ATTRIBUTES if _plain(node.state.get(a))}
-            tree[prefix.rstrip(".")] = SubModule(node.name, attrs)
-    return tree
-
-
-def _walk(module: StandIn):
-    """(prefix ending in '.', node) for the module and every descendant, parents first.
-
-    Like ``state_dict()``, a child registered under two names is visited under both; the depth and
-    node limits keep a hostile file (a module listing itself, or a few shared children per level,
-    which multiply) from looping forever.
-    """
-    stack = [("", module, 0)]
-    visited = 0
-    while stack:
-        prefix, node, depth = stack.pop()
-        visited += 1
-        if depth > MAX_DEPTH or visited > MAX_NODES:
-            raise ValueError(f"modules nested more than {MAX_DEPTH} deep or more than {MAX_NODES} of them, at {prefix!r}")
-        yield prefix, node
-        if is_pickled_module(node):
-            children = [(f"{prefix}{name}.", child, depth + 1) for name, child in node.state["_modules"].items()
-                        if child is not None]
-            stack.extend(reversed(children))
 
 
 def _plain(value: object) -> bool:

@@ -1,6 +1,6 @@
 """``read``: a PyTorch file -> neutral model.
 
-State_dicts and training checkpoints (.pt/.pth/.ckpt/.bin), whole pickled modules, TorchScript
+State_dicts and training checkpoints (.pt/.pth/.ckpt/.bin), TorchScript
 archives and .pt2 programs; ``checkpoint`` opens them safely, ``discover`` finds the structure in the
 names and shapes, ``module_tree`` adds what a file holding modules records besides.
 """
@@ -97,7 +97,7 @@ def _head_activations(path: Path, naming: Naming, config: Optional[SequenceLSTMC
                       checkpoint: Checkpoint) -> list:
     """The activation after each head layer; ReadError when the file and the hints leave it open.
 
-    A state_dict records no activations. lstmconvert's own files store them; a pickled module or a
+    A state_dict records no activations. lstmconvert's own files store them; a
     TorchScript archive shows them when the head is an nn.Sequential; otherwise ``--head A:relu,B``
     says what the user's forward applies. A head of several layers is refused without one of
     these: reading it as purely linear would quietly compute something else than the user's model.

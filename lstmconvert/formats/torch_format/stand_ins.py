@@ -1,7 +1,7 @@
 """``torch.load(weights_only=True)`` for checkpoints that also pickle objects of other classes.
 
 Training scripts save more than tensors: ``argparse.Namespace`` arguments, numpy scalars
-(``best_acc``), dataclass configs, ``pathlib`` paths, whole ``nn.Module`` objects. PyTorch's
+(``best_acc``), dataclass configs, ``pathlib`` paths. PyTorch's
 restricted unpickler (``weights_only=True``) refuses every class outside its allowlist, which is
 right, since unpickling a class imports and calls code the file names, but it refuses such a file as
 a whole even when the weights in it are plain tensors.
@@ -12,7 +12,8 @@ argparse.Namespace" the restricted unpickler creates a StandIn that only records
 the state the file hands it. Nothing named by the file is imported or called; tensors are rebuilt by
 PyTorch's own allowlisted functions, exactly as in any ``weights_only=True`` load, and names PyTorch
 allows by default keep their real meaning (its allowlist is consulted first). Modules PyTorch blocks
-outright (``os``, ``sys``...) stay blocked.
+outright (``os``, ``sys``...) stay blocked. A whole pickled ``nn.Module`` comes out as a stand-in too,
+which ``checkpoint`` recognises and refuses: the weights of a file are read only from a state_dict.
 
 The names are found by a static scan of the pickle (``pickletools``, which executes nothing). The
 stand-ins are registered in PyTorch's process-wide allowlist only while that one load runs. The
