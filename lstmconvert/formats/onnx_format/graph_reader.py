@@ -770,10 +770,9 @@ class GraphReader:
 
     def _halved_sum(self, node, factor: float) -> Flow:
         """``(forward + backward) * 0.5`` or ``/ 2``: a Keras ``merge_mode="ave"`` as tf2onnx writes it."""
-        constant = self.index.const(node.input[1])
-        flow = self._data(node, 0)
-        if constant is None and node.op_type == "Mul":
-            constant, flow = self.index.const(node.input[0]), self._data(node, 1)
+        data_slot = 1 if node.op_type == "Mul" and self.index.const(node.input[0]) is not None else 0
+        constant = self.index.const(node.input[1 - data_slot])
+        flow = self._data(node, data_slot)
         if constant is None or constant.size != 1 or float(constant.reshape(-1)[0]) != factor \
                 or flow.kind != "lstm" or flow.merge != "sum" or constant.ndim > flow.rank:
             raise UnsupportedError(f"{describe(node)}: scales something other than the sum of an LSTM's two "
