@@ -310,6 +310,24 @@ class SequenceModel:
     def replace(self, **changes: Any) -> "SequenceModel":
         return dataclasses.replace(self, **changes)
 
+    def astype(self, dtype: Any) -> "SequenceModel":
+        """A copy with every weight cast to ``dtype`` (an explicit, user-requested precision change)."""
+        dtype = np.dtype(dtype)
+
+        def cast(array: Optional[np.ndarray]) -> Optional[np.ndarray]:
+            return None if array is None else array.astype(dtype)
+
+        layers = [
+            dataclasses.replace(layer, directions=[
+                dataclasses.replace(d, **{name: cast(a) for name, a in d.arrays().items()})
+                for d in layer.directions
+            ])
+            for layer in self.layers
+        ]
+        embedding = None if self.embedding is None else dataclasses.replace(self.embedding, weight=cast(self.embedding.weight))
+        head = [dataclasses.replace(d, weight=cast(d.weight), bias=cast(d.bias)) for d in self.head]
+        return self.replace(layers=layers, embedding=embedding, head=head, meta=dict(self.meta))
+
     # -- invariants ----------------------------------------------------------------------------
     def validate(self) -> "SequenceModel":
         """Check that shapes chain from layer to layer; raise ModelError naming the bad field."""

@@ -570,24 +570,35 @@ def test_float16_is_written_as_float16_and_runs(tmp_path):
     np.testing.assert_allclose(out16.astype(np.float32), out32, atol=2e-2)
 
 
-def test_float64_is_written_as_is_and_runtime_refusal_is_reported(tmp_path):
-    model = _small_model(np.float64)
-    lstmconvert.save(model, tmp_path / "m64.onnx")
-    onnx.checker.check_model(str(tmp_path / "m64.onnx"), full_check=True)
-    read = lstmconvert.load(tmp_path / "m64.onnx")
-    assert_bits_equal(read.layers[0].directions[0].w_hh, model.layers[0].directions[0].w_hh, "fp64 w_hh")
-    with pytest.raises(lstmconvert.LstmConvertError, match="onnxruntime failed to run it"):
-        lstmconvert.run(tmp_path / "m64.onnx", np.zeros((1, 2, 3)))
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_dtypes_onnxruntime_cannot_run_are_refused_and_cast_on_request(tmp_path, capsys, dtype):
+    """A float64 / bfloat16 LSTM is valid ONNX but onnxruntime has no kernel for it: refused, nothing
+    written; --dtype float32 casts explicitly, and the result matches torch's own run of the source."""
+    import torch
 
-
-def test_bfloat16_needs_opset_22(tmp_path):
-    import ml_dtypes
-    model = _small_model(ml_dtypes.bfloat16)
-    with pytest.raises(lstmconvert.LstmConvertError, match="bfloat16 LSTM weights need opset 22"):
-        lstmconvert.save(model, tmp_path / "old.onnx", opset=21)
-    lstmconvert.save(model, tmp_path / "bf16.onnx")
-    read = lstmconvert.load(tmp_path / "bf16.onnx")
-    assert_bits_equal(read.layers[0].directions[0].w_ih, model.layers[0].directions[0].w_ih, "bf16 w_ih")
+    torch.manual_seed(3)
+    lstm, fc = torch.nn.LSTM(3, 4, batch_first=True), torch.nn.Linear(4, 2)
+    torch_dtype = {"float64": torch.float64, "bfloat16": torch.bfloat16}[dtype]
+    lstm, fc = lstm.to(torch_dtype), fc.to(torch_dtype)
+    src = tmp_path / "src.pt"
+    torch.save({**{f"lstm.{k}": v for k, v in lstm.state_dict().items()},
+                **{f"fc.{k}": v for k, v in fc.state_dict().items()}}, src)
+    out = tmp_path / "out.onnx"
+    assert main(["convert", str(src), "-o", str(out), "--batch-first"]) == 2
+    err = capsys.readouterr().err
+    assert f"onnxruntime has no {dtype} LSTM kernel" in err and "--dtype float32" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.pt"]
+    assert main(["convert", str(src), "-o", str(out), "--batch-first", "--dtype", "float32"]) == 0
+    read = lstmconvert.load(out)
+    assert read.dtype == np.float32
+    expected_w = lstm.weight_hh_l0.detach().float().numpy()
+    assert_bits_equal(read.layers[0].directions[0].w_hh, expected_w, "cast w_hh")
+    x = np.random.default_rng(0).standard_normal((2, 5, 3))
+    with torch.no_grad():
+        ref = fc(lstm(torch.from_numpy(x).to(torch_dtype))[0]).float().numpy()
+    got = ort_run(out, {"input": x.astype(np.float32)})
+    tolerance = 1e-5 if dtype == "float64" else 5e-2  # bfloat16 source: its own rounding
+    np.testing.assert_allclose(got, ref, atol=tolerance)
 
 
 def test_large_models_go_to_external_data(tmp_path, monkeypatch):

@@ -22,17 +22,22 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
 @click.option("--preserve/--no-preserve", default=True, show_default=True,
               help="Zero-pad consumers so the converted model computes what the source did.")
 @click.option("--keep-direction", is_flag=True, help="Only change the format; do not widen.")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32", "float64"]),
+              help="Cast every weight to this dtype (default: keep the source's).")
 @click.option("--opset", type=int, help="ONNX opset to write (default: the newest onnxruntime runs).")
 @click.option("--force", is_flag=True, help="Replace DST if it exists.")
 @read_hint_options
 def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
-            opset, force, **kwargs) -> int:
+            dtype, opset, force, **kwargs) -> int:
     """Convert SRC to a bidirectional model (or only its format) and write it to DST."""
     from ..api import load, save
     from ..convert import to_bidirectional
     from ..errors import LstmConvertError
 
     model = load(src, format=src_format, **hints_from(kwargs))
+    if dtype is not None and dtype != str(model.dtype):
+        click.echo(f"casting weights from {model.dtype} to {dtype}")
+        model = model.astype(_numpy_dtype(dtype))
     if not keep_direction:
         try:
             model = to_bidirectional(model, backward=backward, merge=merge, preserve=preserve, seed=seed)
@@ -45,3 +50,11 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
     if verdict is not None:
         click.echo(f"function preservation: {verdict.status} ({verdict.reason})")
     return 0
+
+
+def _numpy_dtype(name: str):
+    if name == "bfloat16":  # numpy has no bfloat16 of its own
+        import ml_dtypes
+
+        return ml_dtypes.bfloat16
+    return name

@@ -18,10 +18,6 @@ MIN_OPSET = 14
 # change when a newer onnx package is installed.
 DEFAULT_OPSET = 28
 
-# LSTM-22 added bfloat16 to the LSTM type constraint.
-BFLOAT16_MIN_OPSET = 22
-
-
 def resolve_opset(requested: Optional[int]) -> int:
     """The opset to write: ``requested`` if onnx knows it and it is >= MIN_OPSET, else the default."""
     if requested is None:

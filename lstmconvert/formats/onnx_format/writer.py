@@ -21,13 +21,15 @@ from ...options import WriteOptions
 from . import activations
 from .graph_builder import GraphBuilder
 from .lengths import emit_lengths
-from .opsets import BFLOAT16_MIN_OPSET, ir_version_for, resolve_opset
+from .opsets import ir_version_for, resolve_opset
 
 # Protobuf refuses messages of 2 GiB or more; weights beyond this total go to "<name>.data"
 # beside the model (the margin leaves room for the graph itself).
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 _INT64_MIN = np.iinfo(np.int64).min
 _FLOAT_TYPES = ("float16", "float32", "float64", "bfloat16")
+# Valid ONNX, but onnxruntime (1.32, CPU) has no LSTM kernel for them: a written file must run there.
+_NOT_RUNNABLE = ("float64", "bfloat16")
 _INTEGER_TENSOR_TYPES = (TensorProto.INT64, TensorProto.INT32)
 
 
@@ -152,8 +154,11 @@ def _check_writable(model: SequenceModel, opset: int):
     dtype = dtypes.pop()
     if dtype.name not in _FLOAT_TYPES:
         raise UnsupportedError(f"weights of dtype {dtype} cannot be written to ONNX")
-    if dtype.name == "bfloat16" and opset < BFLOAT16_MIN_OPSET:
-        raise UnsupportedError(f"bfloat16 LSTM weights need opset {BFLOAT16_MIN_OPSET} or newer (asked for {opset})")
+    if dtype.name in _NOT_RUNNABLE:
+        raise UnsupportedError(
+            f"the weights are {dtype.name}, and onnxruntime has no {dtype.name} LSTM kernel, so the file would "
+            "not run; convert with --dtype float32 (or float16) to cast explicitly"
+        )
     return dtype
 
 
