@@ -96,8 +96,9 @@ def policy_name(config: dict, where: str) -> Optional[str]:
         raise UnsupportedError(f"{where}: unreadable dtype policy {_brief(dtype)}")
     if name.startswith("mixed_"):
         raise UnsupportedError(
-            f"{where}: dtype policy {name!r} stores float32 weights but computes in lower precision; "
-            "lstmconvert carries one dtype per layer"
+            f"{where}: dtype policy {name!r} keeps float32 weights but computes in {name[len('mixed_'):]}, "
+            "which lstmconvert cannot carry exactly (one dtype per layer); rebuild the model under the "
+            "'float32' policy, copy the weights over (set_weights(get_weights())) and save that"
         )
     if name not in FLOAT_DTYPES:
         raise UnsupportedError(f"{where}: dtype {name!r} is not a floating-point type lstmconvert carries")

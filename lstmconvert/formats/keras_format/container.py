@@ -70,9 +70,13 @@ class KerasFile:
 
     @property
     def keras_major(self) -> Optional[int]:
-        """The major Keras version that wrote the file (2 for tf.keras/tf_keras), None if unknown."""
+        """The major Keras version that wrote the file (2 for tf.keras/tf_keras), None if unknown.
+
+        Without a recorded version, an RNN config carrying ``time_major`` still tells: tf.keras 2
+        always writes it and Keras 3, which removed the option, never does.
+        """
         if not self.keras_version:
-            return None
+            return 2 if _has_key(self.config, "time_major") else None
         head = self.keras_version.split(".")[0]
         return int(head) if head.isdigit() else None
 
@@ -94,7 +98,10 @@ class KerasArchive(KerasFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         if not zipfile.is_zipfile(path):
-            raise ReadError(path, "not a zip archive (a .keras file is a zip with config.json and weights)")
+            with open(path, "rb") as handle:
+                zipped = handle.read(2) == b"PK"
+            raise ReadError(path, "a damaged or truncated .keras archive (its zip directory is missing)" if zipped
+                            else "not a zip archive (a .keras file is a zip with config.json and weights)")
         try:
             self._open()
         except BaseException:
@@ -173,8 +180,12 @@ class LegacyH5(KerasFile):
         try:
             attrs = self._h5.attrs
             if "model_config" not in attrs:
-                if "layer_names" in attrs:
-                    raise ReadError(path, "a weights-only HDF5 file (no model_config); save the whole model")
+                if "layer_names" in attrs or "layers" in self._h5 or "vars" in self._h5:
+                    raise ReadError(
+                        path, "a weights-only file (written by save_weights) holds no model architecture; "
+                        "convert a whole-model file instead, written by model.save('model.keras') or "
+                        "model.save('model.h5')"
+                    )
                 raise ReadError(path, "no model_config attribute; not a Keras full-model HDF5 file")
             try:
                 self.config = json.loads(_text(attrs["model_config"]))
@@ -190,18 +201,25 @@ class LegacyH5(KerasFile):
             self._h5.close()
             raise
 
+    def weight_names(self, layer_name: str, where: str) -> list:
+        """The ``weight_names`` of a top-level layer's group, in Keras's loading order."""
+        group = self._weights.get(layer_name)
+        if group is None or not hasattr(group, "attrs"):
+            raise ReadError(self.path, f"{where}: the file has no weights group model_weights/{layer_name} "
+                            "(a save that failed halfway leaves such files)")
+        return split_attribute(group.attrs, "weight_names")
+
+    def weight(self, layer_name: str, name: str, where: str, declared: Optional[str] = None) -> np.ndarray:
+        """One listed weight of a top-level layer's group."""
+        dataset = self._weights[layer_name].get(name)
+        if dataset is None:
+            raise ReadError(self.path, f"{where}: weight {name} is listed but missing")
+        return read_dataset(dataset, f"{where} ({name})", self.path, declared)
+
     def layer_weights(self, layer_name: str, where: str, declared: Optional[str] = None) -> list:
         """``(weight_name, array)`` pairs of one layer, in its ``weight_names`` order."""
-        group = self._weights.get(layer_name)
-        if group is None:
-            raise ReadError(self.path, f"{where}: no weights group model_weights/{layer_name}")
-        out = []
-        for name in split_attribute(group.attrs, "weight_names"):
-            dataset = group.get(name)
-            if dataset is None:
-                raise ReadError(self.path, f"{where}: weight {name} is listed but missing")
-            out.append((name, read_dataset(dataset, f"{where} ({name})", self.path, declared)))
-        return out
+        return [(name, self.weight(layer_name, name, where, declared))
+                for name in self.weight_names(layer_name, where)]
 
     def close(self) -> None:
         self._h5.close()
@@ -227,6 +245,15 @@ def open_keras_file(path: Path) -> KerasFile:
     if magic.startswith(b"PK") or path.suffix.lower() == ".keras":
         return KerasArchive(path)  # a non-zip .keras is reported as such
     return LegacyH5(path)
+
+
+def _has_key(value: object, key: str) -> bool:
+    """Whether ``key`` is a key of any dict nested in a JSON value."""
+    if isinstance(value, dict):
+        return key in value or any(_has_key(v, key) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_key(v, key) for v in value)
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

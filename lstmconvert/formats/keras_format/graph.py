@@ -4,6 +4,9 @@ Sequential models are chains already. A Functional model must be one path from a
 single output; the only nodes allowed beside that path are the mask computations Keras 3 records
 for ``Masking`` (``Any(NotEqual(x, mask_value), axis=-1)``) and for ``Embedding(mask_zero=True)``
 (``NotEqual(ids, 0)``). They are checked, not trusted: a mask computed any other way is refused.
+
+A model used as a layer (a Sequential encoder inside a Functional model, say) is flattened into the
+chain when it is itself a chain; its layers keep the weight locations Keras gave them.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ class LayerSpec:
     config: dict
     store_path: Optional[str] = None
     mask_kwarg: Optional[str] = None  # Functional (Keras 3): "embedding"/"masking" mask it receives
+    explicit_mask: bool = False  # mask_kwarg is what the layer receives (Keras 3 Functional calls)
     args: list = field(default_factory=list)  # constant positional arguments of an operation
+    h5_group: Optional[str] = None  # HDF5: the top-level model_weights group of a nested model's layer
+    nested_in: Optional[str] = None  # name of the model used as a layer that holds this one
 
     def where(self) -> str:
-        return f"layer '{self.name}' ({self.class_name})"
+        inside = f" in model '{self.nested_in}'" if self.nested_in else ""
+        return f"layer '{self.name}' ({self.class_name}){inside}"
 
 
 @dataclass
@@ -42,7 +49,6 @@ class LayerChain:
 
     model_name: str
     layers: list
-    explicit_masks: bool  # Functional nodes record each layer's mask argument (Keras 3)
 
 
 @dataclass
@@ -70,13 +76,16 @@ def layer_chain(model_config: dict, path: Path) -> LayerChain:
     cls = model_config["class_name"]
     config = model_config.get("config")
     if cls == "Sequential":
-        return _sequential(config, path)
-    if cls in ("Functional", "Model") and isinstance(config, dict) and "input_layers" in config:
-        return _functional(config, path)
-    raise UnsupportedError(
-        f"{path}: model class {cls!r} is not supported; lstmconvert reads Sequential models and "
-        "Functional models that are a single chain of layers"
-    )
+        chain = _sequential(config, path)
+    elif cls in ("Functional", "Model") and isinstance(config, dict) and "input_layers" in config:
+        chain = _functional(config, path)
+    else:
+        raise UnsupportedError(
+            f"{path}: model class {cls!r} is not supported; lstmconvert reads Sequential models and "
+            "Functional models that are a single chain of layers"
+        )
+    chain.layers = _flatten_nested(chain.layers, path)
+    return chain
 
 
 def _entries(config: object, path: Path) -> list:
@@ -97,9 +106,8 @@ def _sequential(config: object, path: Path) -> LayerChain:
     # Sequential.layers leaves out a leading InputLayer, and weight groups follow model.layers.
     named = specs[1:] if specs and specs[0].class_name == "InputLayer" else specs
     _assign_store_paths(named)
-    _refuse_nested(specs, path)
     model_name = config.get("name", "sequential") if isinstance(config, dict) else "sequential"
-    return LayerChain(model_name, specs, explicit_masks=False)
+    return LayerChain(model_name, specs)
 
 
 def _functional(config: dict, path: Path) -> LayerChain:
@@ -155,7 +163,7 @@ def _functional(config: dict, path: Path) -> LayerChain:
     specs = []
     for node in chain:
         constants, kwargs = (node.calls[0][1], node.calls[0][2]) if node.calls else ([], {})
-        spec = LayerSpec(node.name, node.class_name, node.config, args=constants)
+        spec = LayerSpec(node.name, node.class_name, node.config, args=constants, explicit_mask=explicit)
         spec.mask_kwarg = _call_kwargs(node, kwargs, masks, path)
         specs.append(spec)
     # Weight groups follow model.layers: every Layer of the config in order (operations excluded).
@@ -165,8 +173,7 @@ def _functional(config: dict, path: Path) -> LayerChain:
         for n in order
         if not _is_operation(nodes[n])
     ])
-    _refuse_nested(specs, path)
-    return LayerChain(str(config.get("name", "functional")), specs, explicit_masks=explicit)
+    return LayerChain(str(config.get("name", "functional")), specs)
 
 
 def _calls(inbound: object, name: str, path: Path) -> tuple:
@@ -300,9 +307,46 @@ def _assign_store_paths(specs: list) -> None:
             spec.store_path = f"layers/{base}"
 
 
-def _refuse_nested(specs: list, path: Path) -> None:
+def _flatten_nested(specs: list, path: Path) -> list:
+    """Replace each model used as a layer by its own chain of layers (recursively).
+
+    Weights stay where Keras put them: in a .keras archive under the nested model's group
+    (``layers/sequential/layers/lstm/...``); in HDF5 all of them in the top-level group named after
+    the nested model, in order. Inside a nested Sequential, masks flow from layer to layer as Keras
+    propagates them: the mask the nested model receives, then the one its own Embedding or Masking
+    computes.
+    """
+    out = []
     for spec in specs:
-        if spec.class_name in _MODEL_CLASSES:
+        if spec.class_name not in _MODEL_CLASSES:
+            out.append(spec)
+            continue
+        try:
+            inner = layer_chain({"class_name": spec.class_name, "config": spec.config}, path)
+        except (ReadError, UnsupportedError) as exc:
             raise UnsupportedError(
-                f"{path}: {spec.where()} is a nested model; save the inner model on its own or flatten it"
-            )
+                f"{path}: {spec.where()} is a model used as a layer and cannot be flattened into the chain: "
+                f"{str(exc).removeprefix(f'{path}: ')}"
+            ) from exc
+        received = spec.mask_kwarg
+        for child in inner.layers:
+            if child.class_name == "InputLayer":
+                continue
+            if child.explicit_mask:
+                if received is not None:
+                    raise UnsupportedError(
+                        f"{path}: {spec.where()} is a Functional model given a mask from outside; "
+                        "only a nested Sequential model passes a mask on to its layers"
+                    )
+            else:  # Sequential: the mask flows through, replaced by the child's own if it makes one
+                if child.class_name == "Embedding" and child.config.get("mask_zero"):
+                    received = "embedding"
+                elif child.class_name == "Masking":
+                    received = "masking"
+                child.mask_kwarg = received
+                child.explicit_mask = spec.explicit_mask
+            child.store_path = f"{spec.store_path}/{child.store_path}"
+            child.h5_group = spec.h5_group or spec.name
+            child.nested_in = child.nested_in or spec.name
+            out.append(child)
+    return out

@@ -19,6 +19,7 @@ from ...options import ReadHints
 from .config import activation_name, policy_name, read_activation
 from .container import KerasArchive, KerasFile, open_keras_file
 from .graph import LayerChain, LayerSpec, layer_chain
+from .recurrent import LSTM_CLASSES, RecurrentConfig, expected_shapes, neutral_weights, recurrent_config
 
 # Layers that compute the identity at inference.
 NO_OP_CLASSES = (
@@ -57,6 +58,8 @@ class _ChainReader:
         self.readout = "sequence"
         self.input_dtype: Optional[str] = None
         self.names: dict = {"embedding": None, "masking": None, "layers": [], "head": []}
+        self.gpu_only: list = []  # CuDNNLSTM layers
+        self.claimed: dict = {}  # HDF5 group of a nested model -> indices of its weights read so far
 
     # -- the walk ------------------------------------------------------------------------------
     def read(self) -> SequenceModel:
@@ -64,6 +67,7 @@ class _ChainReader:
             self._layer(spec)
         if not self.layers:
             raise ReadError(self.path, "no LSTM layer in the model")
+        self._check_nested_weights_all_read()
         return SequenceModel(
             layers=self.layers,
             embedding=self.embedding,
@@ -79,6 +83,7 @@ class _ChainReader:
                 "model_name": self.chain.model_name,
                 "input_dtype": self.input_dtype,
                 "names": self.names,
+                "gpu_only_layers": self.gpu_only,
             }},
         )
 
@@ -90,12 +95,15 @@ class _ChainReader:
             "InputLayer": self._input,
             "Embedding": self._embedding,
             "Masking": self._masking,
-            "LSTM": self._lstm,
+            **{cls: self._lstm for cls in LSTM_CLASSES},
             "Bidirectional": self._bidirectional,
             "Flip": self._flip,
             "Dense": self._dense,
             "TimeDistributed": self._time_distributed,
             "Activation": self._activation,
+            "Softmax": self._softmax,
+            "ReLU": self._relu,
+            "Flatten": self._flatten,
         }.get(cls)
         if handler is None:
             raise self._unsupported(
@@ -152,16 +160,26 @@ class _ChainReader:
             raise self._unsupported(spec, "follows a Dense layer; only Dense layers may follow the LSTMs")
         if self.readout == "last":
             raise self._unsupported(spec, "follows an LSTM with return_sequences=False")
-        if self.chain.explicit_masks and self.masking and spec.mask_kwarg != self.masking:
+        if spec.explicit_mask and self.masking and spec.mask_kwarg != self.masking:
             raise self._unsupported(spec, "is not given the input's mask although the model masks its input")
+
+    def _recurrent(self, spec: LayerSpec, class_name: str, config: dict, where: str) -> RecurrentConfig:
+        """The layer's LSTM description, its options checked; refuse what is no LSTM."""
+        rc = recurrent_config(class_name, config, where)
+        if rc is None:
+            raise UnsupportedError(f"{self.path}: {spec.where()} wraps a {class_name}; only LSTM is supported")
+        _check_lstm_options(rc.config, where)
+        if rc.kind == "CuDNNLSTM" and self.masking:
+            raise self._unsupported(spec, "is a CuDNNLSTM in a masked model; cuDNN layers take no mask")
+        return rc
 
     def _lstm(self, spec: LayerSpec) -> None:
         self._before_lstm(spec)
-        cfg = spec.config
         where = self._where(spec)
-        _check_lstm_options(cfg, where)
-        arrays = self._weights(spec, [("cell", _lstm_names(cfg))], policy_name(cfg, where))
-        direction = self._direction(cfg, arrays, spec, where)
+        rc = self._recurrent(spec, spec.class_name, spec.config, where)
+        cfg = rc.config
+        arrays = self._weights(spec, [(rc.part, rc.weight_names)], policy_name(cfg, where))
+        direction = self._direction(rc, arrays, spec, where)
         sequences = bool(cfg.get("return_sequences", False))
         reverse = bool(cfg.get("go_backwards", False))
         if reverse and sequences and self.masking:
@@ -172,6 +190,7 @@ class _ChainReader:
             )
         self.layers.append(LSTMLayer([direction], reverse=reverse, reversed_output=reverse and sequences))
         self.names["layers"].append({"name": spec.name, "class": "LSTM"})
+        self._note_source_class(spec, rc)
         self.readout = "sequence" if sequences else "last"
 
     def _bidirectional(self, spec: LayerSpec) -> None:
@@ -181,21 +200,19 @@ class _ChainReader:
         merge = cfg.get("merge_mode", "concat")
         if merge not in MERGE_MODES:
             raise self._unsupported(spec, f"has merge_mode {merge!r}; supported: {', '.join(MERGE_MODES)}")
-        forward = _wrapped(cfg.get("layer"), spec, self.path, "layer")
+        forward = self._wrapped(spec, "layer")
         if cfg.get("backward_layer") is not None:
-            backward = _wrapped(cfg["backward_layer"], spec, self.path, "backward_layer")
+            backward = self._wrapped(spec, "backward_layer")
         else:  # tf.keras leaves it out: the backward layer is the forward config with go_backwards flipped
-            backward = {**forward, "go_backwards": not forward.get("go_backwards", False)}
-        if forward.get("go_backwards") or not backward.get("go_backwards"):
+            backward = forward.backward()
+        if forward.config.get("go_backwards") or not backward.config.get("go_backwards"):
             raise self._unsupported(spec, "wraps a forward layer that runs backward (go_backwards=True)")
-        for inner in (forward, backward):
-            _check_lstm_options(inner, f"{where} ({inner.get('name', 'inner LSTM')})")
-        if bool(forward.get("return_sequences")) != bool(backward.get("return_sequences")):
+        if bool(forward.config.get("return_sequences")) != bool(backward.config.get("return_sequences")):
             raise self._unsupported(spec, "has directions that disagree on return_sequences")
-        fwd_names, bwd_names = _lstm_names(forward), _lstm_names(backward)
+        fwd_names, bwd_names = forward.weight_names, backward.weight_names
         arrays = self._weights(
-            spec, [("forward_layer/cell", fwd_names), ("backward_layer/cell", bwd_names)],
-            policy_name(forward, where) or policy_name(cfg, where),
+            spec, [(_join("forward_layer", forward.part), fwd_names), (_join("backward_layer", backward.part), bwd_names)],
+            policy_name(forward.config, where) or policy_name(cfg, where),
         )
         directions = [
             self._direction(forward, arrays[: len(fwd_names)], spec, f"{where} forward"),
@@ -203,7 +220,21 @@ class _ChainReader:
         ]
         self.layers.append(LSTMLayer(directions, merge=merge))
         self.names["layers"].append({"name": spec.name, "class": "Bidirectional"})
-        self.readout = "sequence" if forward.get("return_sequences") else "last"
+        self._note_source_class(spec, forward)
+        self.readout = "sequence" if forward.config.get("return_sequences") else "last"
+
+    def _wrapped(self, spec: LayerSpec, key: str) -> RecurrentConfig:
+        """The LSTM a Bidirectional wraps (``layer`` or ``backward_layer``); refuse any other layer."""
+        entry = spec.config.get(key)
+        if not isinstance(entry, dict) or "class_name" not in entry:
+            raise ReadError(self.path, f"{spec.where()} has no readable {key!r} config")
+        config = dict(entry.get("config") or {})
+        return self._recurrent(spec, entry["class_name"], config, f"{self._where(spec)} ({config.get('name', key)})")
+
+    def _note_source_class(self, spec: LayerSpec, rc: RecurrentConfig) -> None:
+        """Remember layers that only a GPU runs (Keras cannot run the source file without one)."""
+        if rc.kind == "CuDNNLSTM":
+            self.gpu_only.append(spec.name)
 
     def _flip(self, spec: LayerSpec) -> None:
         """``ops.flip(x, axis=1)`` right after a go_backwards LSTM puts its output back in time order."""
@@ -214,27 +245,22 @@ class _ChainReader:
             raise self._unsupported(spec, "is only supported as flip(axis=1) right after a go_backwards LSTM")
         last.reversed_output = False
 
-    def _direction(self, cfg: dict, arrays: list, spec: LayerSpec, where: str) -> LSTMDirection:
+    def _direction(self, rc: RecurrentConfig, arrays: list, spec: LayerSpec, where: str) -> LSTMDirection:
+        cfg = rc.config
         units = cfg.get("units")
         dtype = policy_name(cfg, where) or policy_name(spec.config, where)
         kernel, recurrent = arrays[0], arrays[1]
-        bias = arrays[2] if len(arrays) > 2 else None
         hidden = recurrent.shape[0] if recurrent.ndim == 2 else -1
-        expect = {"kernel": (kernel.shape[0] if kernel.ndim == 2 else -1, 4 * hidden),
-                  "recurrent_kernel": (hidden, 4 * hidden), "bias": (4 * hidden,)}
-        for name, array in zip(("kernel", "recurrent_kernel", "bias"), arrays):
+        expect = expected_shapes(rc.kind, kernel.shape[0] if kernel.ndim == 2 else -1, hidden)
+        for name, array in zip(rc.weight_names, arrays):
             if array.shape != expect[name] or (units is not None and hidden != units):
                 raise ReadError(self.path, f"{where}: {name} is {array.shape}, expected {expect[name]} for units={units}")
         self._check_dtype(spec, dtype, arrays)
         major = self.file.keras_major
         cell = read_activation(cfg.get("activation", "tanh"), major, f"{where} activation")
         gate = read_activation(cfg.get("recurrent_activation", "sigmoid"), major, f"{where} recurrent_activation")
-        return LSTMDirection(
-            w_ih=np.ascontiguousarray(kernel.T),
-            w_hh=np.ascontiguousarray(recurrent.T),
-            b_ih=bias,
-            activations=(gate, cell, cell),
-        )
+        w_ih, w_hh, b_ih, b_hh = neutral_weights(rc.kind, arrays)
+        return LSTMDirection(w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh, activations=(gate, cell, cell))
 
     # -- head ----------------------------------------------------------------------------------
     def _dense(self, spec: LayerSpec, cfg: Optional[dict] = None, parts: str = "") -> None:
@@ -272,10 +298,39 @@ class _ChainReader:
         name = activation_name(spec.config.get("activation", "linear"), f"{self._where(spec)} activation")
         if name == "linear":
             return
-        if not self.head or self.head[-1].activation != "linear" or name not in HEAD_ACTIVATIONS:
+        if name not in HEAD_ACTIVATIONS:
+            raise self._unsupported(spec, f"applies {name!r}; supported: {', '.join(HEAD_ACTIVATIONS)}")
+        self._fold(spec, name)
+
+    def _softmax(self, spec: LayerSpec) -> None:
+        """A Softmax layer over the features, right after a linear Dense, is that Dense's softmax."""
+        axis = spec.config.get("axis", -1)
+        rank = 2 if self.readout == "last" else 3
+        if axis not in (-1, rank - 1, [-1], [rank - 1]):
+            raise self._unsupported(spec, f"normalizes over axis {axis}, not over the features (axis=-1)")
+        if self.masking and self.readout == "sequence":
+            raise self._unsupported(spec, "receives the sequence mask, which Keras adds into its input")
+        self._fold(spec, "softmax")
+
+    def _relu(self, spec: LayerSpec) -> None:
+        """A plain ReLU layer right after a linear Dense is that Dense's relu."""
+        cfg = spec.config
+        if cfg.get("max_value") is not None or cfg.get("negative_slope", 0.0) or cfg.get("threshold", 0.0):
+            raise self._unsupported(spec, "has max_value, negative_slope or threshold; only a plain ReLU is supported")
+        self._fold(spec, "relu")
+
+    def _flatten(self, spec: LayerSpec) -> None:
+        """Flatten of a (batch, features) output changes nothing; of a sequence, it mixes the steps."""
+        if not self.layers or self.readout != "last":
             raise self._unsupported(
-                spec, f"applies {name!r} where lstmconvert can only fold {', '.join(HEAD_ACTIVATIONS)} "
-                "into a preceding linear Dense layer"
+                spec, "flattens the time steps into one vector; only a Flatten after an LSTM with "
+                "return_sequences=False (where it changes nothing) is supported"
+            )
+
+    def _fold(self, spec: LayerSpec, name: str) -> None:
+        if not self.head or self.head[-1].activation != "linear":
+            raise self._unsupported(
+                spec, f"applies {name!r} where lstmconvert can only fold it into a preceding linear Dense layer"
             )
         self.head[-1].activation = name
 
@@ -304,11 +359,38 @@ class _ChainReader:
                 raise ReadError(self.path, f"{where}: unexpected variables in {spec.store_path}/vars")
             return arrays
         expected = [n for _, names in parts for n in names]
-        found = self.file.layer_weights(spec.name, where, dtype)
-        stored = [_base_name(n) for n, _ in found]
+        group = spec.h5_group or spec.name
+        listed = self.file.weight_names(group, where)
+        if spec.h5_group is None:
+            mine = list(range(len(listed)))
+        else:
+            mine = self._claim_nested(spec, listed, where)
+        stored = [_base_name(listed[i]) for i in mine]
         if stored != expected:
             raise ReadError(self.path, f"{where}: stored weights {stored}, expected {expected}")
-        return [a for _, a in found]
+        return [self.file.weight(group, listed[i], where, dtype) for i in mine]
+
+    def _claim_nested(self, spec: LayerSpec, listed: list, where: str) -> list:
+        """The positions of a nested model's layer's weights in the model's HDF5 group.
+
+        Keras loads a nested model's weights by position in its trainable-then-frozen order, which the
+        file does not record; every Keras names each weight with its layer's name as a path part, so
+        the weights are found by name (and each must belong to exactly one layer).
+        """
+        group = spec.h5_group
+        mine = [i for i, name in enumerate(listed) if f"/{spec.name}/" in f"/{name}"]
+        claimed = self.claimed.setdefault(group, set())
+        if claimed.intersection(mine):
+            raise ReadError(self.path, f"{where}: weights of model_weights/{group} match more than one layer by name")
+        claimed.update(mine)
+        return mine
+
+    def _check_nested_weights_all_read(self) -> None:
+        for group, claimed in self.claimed.items():
+            listed = self.file.weight_names(group, f"model '{group}'")
+            left = [name for i, name in enumerate(listed) if i not in claimed]
+            if left:
+                raise ReadError(self.path, f"model_weights/{group} holds weights of no layer read: {', '.join(left[:3])}")
 
     def _check_dtype(self, spec: LayerSpec, dtype: Optional[str], arrays: list) -> None:
         kinds = {str(a.dtype) for a in arrays}
@@ -326,22 +408,13 @@ class _ChainReader:
         return spec.where()
 
 
-def _lstm_names(cfg: dict) -> list:
-    return ["kernel", "recurrent_kernel"] + (["bias"] if cfg.get("use_bias", True) else [])
+def _join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
 
 
 def _base_name(weight_name: str) -> str:
     """``sequential/lstm/lstm_cell/kernel`` or ``lstm/lstm_cell/kernel:0`` -> ``kernel``."""
     return weight_name.split("/")[-1].split(":")[0]
-
-
-def _wrapped(entry: object, spec: LayerSpec, path: Path, key: str) -> dict:
-    """The config of the LSTM a Bidirectional wraps; refuse any other recurrent layer."""
-    if not isinstance(entry, dict) or "class_name" not in entry:
-        raise ReadError(path, f"{spec.where()} has no readable {key!r} config")
-    if entry["class_name"] != "LSTM":
-        raise UnsupportedError(f"{path}: {spec.where()} wraps a {entry['class_name']}; only LSTM is supported")
-    return dict(entry.get("config") or {})
 
 
 def _check_lstm_options(cfg: dict, where: str) -> None:

@@ -7,6 +7,7 @@ load tf.keras / Keras 2 LSTM files (their configs carry ``time_major``), so thos
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -24,10 +25,28 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
         load_model = import_tf_keras(path).models.load_model
     else:
         load_model = import_keras().saving.load_model
+    gpu_only = (model.meta.get("keras") or {}).get("gpu_only_layers")
     try:
         loaded = load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras's own loader refusing the file: say so on one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise LstmConvertError(f"{path}: Keras cannot load this file ({type(exc).__name__}: {first})") from exc
-    outputs = loaded(np.asarray(inputs), training=False)
+        raise LstmConvertError(f"{path}: Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
+    try:
+        outputs = loaded(np.asarray(inputs), training=False)
+    except Exception as exc:
+        if not gpu_only:
+            raise
+        raise LstmConvertError(f"{path}: Keras cannot run this file here ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
     return np.asarray(outputs)
+
+
+def _gpu_note(gpu_only: Optional[list]) -> str:
+    """Why a file with CuDNNLSTM layers may fail: they have no CPU kernel (and no Keras 3 class)."""
+    if not gpu_only:
+        return ""
+    return (f"; its CuDNNLSTM layers ({', '.join(gpu_only)}) run only in tf.keras on a GPU with cuDNN, so "
+            "check a conversion of it against a file that runs instead")
+
+
+def _one_line(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__

@@ -226,6 +226,9 @@ class _Names:
         self._layers = model.layers
 
     def _take(self, preferred: Optional[str], fallback: str) -> str:
+        if isinstance(preferred, str):
+            # tf.keras allowed "/" in layer names (scopes); Keras 3 rejects it.
+            preferred = preferred.replace("/", "_")
         for candidate in (preferred, fallback):
             if isinstance(candidate, str) and candidate and candidate not in self._used:
                 self._used.add(candidate)
