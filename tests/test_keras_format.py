@@ -81,7 +81,7 @@ LOADERS = {  # which Keras opens each fixture (Keras 3 cannot load tf.keras LSTM
     "bidirectional.keras": "keras", "bidirectional.h5": "keras",
     "functional.keras": "keras",
     "tagger_tf_keras.h5": "tf_keras", "tagger_tf_keras.keras": "tf_keras", "hard_sigmoid_tf_keras.h5": "tf_keras",
-    "functional_tf_keras.h5": "tf_keras",
+    "functional_tf_keras.h5": "tf_keras", "keras2_tagger.h5": "tf_keras",
 }
 
 
@@ -422,6 +422,72 @@ def _bad_weights_only(tmp):
     return tmp / "weights_only.h5"
 
 
+def _bad_truncated_archive(tmp):
+    data = (KERAS_FIXTURES / "tagger.keras").read_bytes()
+    (tmp / "cut.keras").write_bytes(data[: len(data) // 2])
+    return tmp / "cut.keras"
+
+
+def _bad_plain_hdf5(tmp):
+    with h5py.File(tmp / "data.h5", "w") as h5:
+        h5["x"] = np.arange(3.0)
+    return tmp / "data.h5"
+
+
+def _bad_half_written(tmp):
+    """What a saver that failed halfway leaves: the config, but not every layer's weights."""
+    (tmp / "half.h5").write_bytes((KERAS_FIXTURES / "tagger.h5").read_bytes())
+    with h5py.File(tmp / "half.h5", "a") as h5:
+        del h5["model_weights/lstm_1"]
+    return tmp / "half.h5"
+
+
+def _saved_by_keras(tmp, name, build):
+    """A Keras 3 model built by ``build(keras)`` and saved as ``name`` (save_weights for .weights.h5)."""
+    from lstmconvert.formats.keras_format.frameworks import import_keras
+
+    keras = import_keras()
+    net = build(keras, keras.layers)
+    path = tmp / name
+    net.save_weights(path) if name.endswith(".weights.h5") else net.save(path)
+    return path
+
+
+def _bad_keras3_weights_only(tmp):
+    return _saved_by_keras(tmp, "model.weights.h5", lambda keras, layers: keras.Sequential(
+        [keras.Input((None, 3)), layers.LSTM(2)]))
+
+
+def _bad_mixed_precision(tmp):
+    return _saved_by_keras(tmp, "mixed.keras", lambda keras, layers: keras.Sequential(
+        [keras.Input((None, 3)), layers.LSTM(2, dtype="mixed_float16"), layers.Dense(1, dtype="float32")]))
+
+
+def _bad_stacked_cells(tmp):
+    return _saved_by_keras(tmp, "stacked.keras", lambda keras, layers: keras.Sequential(
+        [keras.Input((None, 3)), layers.RNN([layers.LSTMCell(2), layers.LSTMCell(2)])]))
+
+
+def _bad_softmax_over_time(tmp):
+    return _saved_by_keras(tmp, "softmax_time.keras", lambda keras, layers: keras.Sequential(
+        [keras.Input((None, 3)), layers.LSTM(2, return_sequences=True), layers.Dense(2), layers.Softmax(axis=1)]))
+
+
+def _bad_flatten_sequence(tmp):
+    return _saved_by_keras(tmp, "flatten.keras", lambda keras, layers: keras.Sequential(
+        [keras.Input((4, 3)), layers.LSTM(2, return_sequences=True), layers.Flatten(), layers.Dense(1)]))
+
+
+def _bad_masked_nested_functional(tmp):
+    def build(keras, layers):
+        inner_input = keras.Input((None, 3))
+        inner = keras.Model(inner_input, layers.LSTM(2)(inner_input), name="inner")
+        outer_input = keras.Input((None, 3))
+        return keras.Model(outer_input, inner(layers.Masking()(outer_input)))
+
+    return _saved_by_keras(tmp, "nested_mask.keras", build)
+
+
 BAD_FILES = {
     "gru": (lambda tmp: KERAS_FIXTURES / "gru.keras", "layer 'gru' (GRU) is not supported"),
     "branch": (lambda tmp: KERAS_FIXTURES / "branch.keras", "layer 'merge' (Add) takes 2 inputs"),
@@ -431,6 +497,15 @@ BAD_FILES = {
     "no_lstm": (_bad_no_lstm, "no LSTM layer"),
     "npz": (_bad_npz, "never unpickles"),
     "weights_only": (_bad_weights_only, "weights-only"),
+    "keras3_weights_only": (_bad_keras3_weights_only, "save_weights) holds no model architecture"),
+    "truncated_archive": (_bad_truncated_archive, "damaged or truncated .keras archive"),
+    "plain_hdf5": (_bad_plain_hdf5, "not a Keras full-model HDF5 file"),
+    "half_written": (_bad_half_written, "no weights group model_weights/lstm_1"),
+    "mixed_precision": (_bad_mixed_precision, "rebuild the model under the 'float32' policy"),
+    "stacked_cells": (_bad_stacked_cells, "StackedRNNCells"),
+    "softmax_over_time": (_bad_softmax_over_time, "normalizes over axis 1"),
+    "flatten_sequence": (_bad_flatten_sequence, "flattens the time steps"),
+    "masked_nested_functional": (_bad_masked_nested_functional, "does not pass it on to its layers"),
 }
 
 
@@ -438,6 +513,7 @@ BAD_FILES = {
 def test_cli_refuses_bad_files_in_one_line(case, tmp_path, capsys):
     make, expected = BAD_FILES[case]
     src = make(tmp_path)
+    capsys.readouterr()  # whatever Keras printed while making the file
     before = set(tmp_path.iterdir())
     dst = tmp_path / "out.keras"
     assert main(["convert", str(src), "-o", str(dst)]) == 2

@@ -335,8 +335,8 @@ def _flatten_nested(specs: list, path: Path) -> list:
             if child.explicit_mask:
                 if received is not None:
                     raise UnsupportedError(
-                        f"{path}: {spec.where()} is a Functional model given a mask from outside; "
-                        "only a nested Sequential model passes a mask on to its layers"
+                        f"{path}: {spec.where()} is a Functional model given a mask, and Keras does not pass "
+                        "it on to its layers (they run over the padding); only a nested Sequential model does"
                     )
             else:  # Sequential: the mask flows through, replaced by the child's own if it makes one
                 if child.class_name == "Embedding" and child.config.get("mask_zero"):

@@ -1,9 +1,11 @@
 """Read a Keras model file into the neutral model, without importing TensorFlow or Keras.
 
 Supported chain: ``[InputLayer] -> [Embedding | Masking] -> LSTM / Bidirectional(LSTM) ... -> Dense /
-TimeDistributed(Dense) [-> Activation] ...``, with inference no-ops (Dropout and friends) anywhere.
-Everything else is refused with the layer's name and class. Kernels become ``(out, in)`` matrices
-(transposes, bit-exact); Keras's single LSTM bias becomes ``b_ih``.
+TimeDistributed(Dense) [-> Activation | Softmax | ReLU] ...``, with inference no-ops (Dropout and
+friends) anywhere and a Flatten where it changes nothing. An LSTM may also be written as
+``RNN(LSTMCell)`` or tf.keras's ``CuDNNLSTM`` (see ``recurrent``); models used as layers are flattened
+(see ``graph``). Everything else is refused with the layer's name and class. Kernels become
+``(out, in)`` matrices (transposes, bit-exact); Keras's single LSTM bias becomes ``b_ih``.
 """
 
 from __future__ import annotations
