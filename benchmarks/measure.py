@@ -155,12 +155,15 @@ def time_copy(source: Path, times: int) -> float:
     """Median seconds of ``shutil.copyfile`` of ``source`` (plus its side files) to fresh files.
 
     The I/O floor of writing an output of that size: every copy goes to a new file, which is deleted
-    afterwards, so the page cache holds the source but never the destination.
+    afterwards, so the page cache holds the source but never the destination. Dirty pages are
+    flushed first (untimed), as before each measured conversion (``settle``), so neither pays for
+    the other's write-back.
     """
     files = output_files(source)
     samples = []
     with tempfile.TemporaryDirectory(dir=source.parent, prefix=".copy.") as folder:
         for k in range(times):
+            settle()
             start = time.perf_counter()
             for f in files:
                 shutil.copyfile(f, Path(folder) / f"{k}.{f.name}")
@@ -168,6 +171,15 @@ def time_copy(source: Path, times: int) -> float:
             for f in files:
                 (Path(folder) / f"{k}.{f.name}").unlink()
     return statistics.median(samples)
+
+
+def settle() -> None:
+    """Flush dirty pages to disk (untimed), so a timed write does not queue behind earlier ones.
+
+    Writing gigabytes fills the page cache faster than the disk drains it; past the kernel's
+    dirty-page limits every writer is throttled, so a measurement would depend on what ran before.
+    """
+    os.sync()
 
 
 def output_files(path: Path) -> list:

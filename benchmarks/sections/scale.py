@@ -13,7 +13,7 @@ from __future__ import annotations
 from ..agreement import runs_at
 from ..context import Context
 from ..measure import (Job, MeasurementFailed, interleaved, lstmconvert_command, median_seconds, output_bytes,
-                       output_files, python, remove_output, run_cold, script, time_copy)
+                       output_files, python, remove_output, run_cold, script, settle, time_copy)
 from ..report import Row, at_most, failed, seconds, size
 
 SECTION = "3 scale"
@@ -27,6 +27,7 @@ def run(ctx: Context) -> list:
     model = ctx.preset.scale
     source = ctx.path("large_uni.pt")
     made = run_cold([python(), script("make_torch_model.py"), source] + model.args())
+    settle()
     if not made.ok:
         return [failed(SECTION, f"generate {model}", made.failure(), "")]
     ctx.note(f"scale model: {model}; unidirectional .pt {size(source.stat().st_size)}")
@@ -34,7 +35,7 @@ def run(ctx: Context) -> list:
     jobs = {}
     for ext, output in outputs.items():
         jobs[ext] = Job(lstmconvert_command() + ["convert", source, "-o", output, "--force"],
-                        before=lambda output=output: remove_output(output))
+                        before=lambda output=output: (remove_output(output), settle()))
         jobs[f"import {ext}"] = Job([python(), "-c", f"import {TARGETS[ext]}"])
     rows = []
     try:
