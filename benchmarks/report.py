@@ -41,6 +41,8 @@ def at_most(value: float, limit: float, unit: str = "×") -> str:
     if unit == "s":
         return f"MISSED by {seconds(value - limit)}"
     over = value / limit
+    if over < 1.1:
+        return f"MISSED by {(over - 1) * 100:.1f}%"
     return f"MISSED by {(over - 1) * 100:.0f}%" if over < 2 else f"MISSED: {over:.1f}× the limit"
 
 
