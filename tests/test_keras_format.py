@@ -64,7 +64,7 @@ def _save(model, path, **kwargs):
 
 def test_reading_imports_no_framework():
     names = ["tagger.keras", "tagger.h5", "tagger_tf_keras.h5", "tagger_tf_keras.keras", "bidirectional.keras",
-             "classifier.h5", "hard_sigmoid_tf_keras.h5"]
+             "classifier.h5", "hard_sigmoid_tf_keras.h5", "cudnn_tf_keras.h5", "keras2_tagger.h5"]
     code = (
         "import json, sys, lstmconvert\n"
         f"for name in {names!r}:\n"
@@ -488,6 +488,13 @@ def _bad_masked_nested_functional(tmp):
     return _saved_by_keras(tmp, "nested_mask.keras", build)
 
 
+def _bad_nested_conv(tmp):
+    return _saved_by_keras(tmp, "nested_conv.keras", lambda keras, layers: keras.Sequential([
+        keras.Input((None, 3)),
+        keras.Sequential([layers.Conv1D(2, 3, name="conv"), layers.LSTM(2)], name="encoder"),
+    ]))
+
+
 BAD_FILES = {
     "gru": (lambda tmp: KERAS_FIXTURES / "gru.keras", "layer 'gru' (GRU) is not supported"),
     "branch": (lambda tmp: KERAS_FIXTURES / "branch.keras", "layer 'merge' (Add) takes 2 inputs"),
@@ -506,6 +513,7 @@ BAD_FILES = {
     "softmax_over_time": (_bad_softmax_over_time, "normalizes over axis 1"),
     "flatten_sequence": (_bad_flatten_sequence, "flattens the time steps"),
     "masked_nested_functional": (_bad_masked_nested_functional, "does not pass it on to its layers"),
+    "nested_conv": (_bad_nested_conv, "layer 'conv' (Conv1D) in model 'encoder' is not supported"),
 }
 
 

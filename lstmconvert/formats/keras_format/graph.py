@@ -312,9 +312,9 @@ def _flatten_nested(specs: list, path: Path) -> list:
 
     Weights stay where Keras put them: in a .keras archive under the nested model's group
     (``layers/sequential/layers/lstm/...``); in HDF5 all of them in the top-level group named after
-    the nested model, in order. Inside a nested Sequential, masks flow from layer to layer as Keras
-    propagates them: the mask the nested model receives, then the one its own Embedding or Masking
-    computes.
+    the nested model (``h5_group``). Inside a nested Sequential, masks flow from layer to layer as
+    Keras propagates them: the mask the nested model receives, then the one its own Embedding or
+    Masking computes.
     """
     out = []
     for spec in specs:
