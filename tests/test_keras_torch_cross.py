@@ -90,3 +90,21 @@ def test_tf_keras_hard_sigmoid_is_refused_by_torch(tmp_path):
     with pytest.raises(LstmConvertError, match="hard_sigmoid"):
         lstmconvert.save(model, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cudnn_lstm_to_torch_keeps_both_biases(tmp_path):
+    """tf.keras's CuDNNLSTM has PyTorch's two biases: they reach the .pt file bit for bit, and torch
+    computes what tf.keras computes from the same weights (loaded into its LSTM twin when the fixture
+    was made; CuDNNLSTM itself needs a GPU)."""
+    src = KERAS_FIXTURES / "cudnn_tf_keras.h5"
+    reference = np.load(src.with_suffix(".ref.npz"))
+    model = lstmconvert.load(src)
+    out = tmp_path / "cudnn.pt"
+    _convert(model, out)
+    back = lstmconvert.load(out, batch_first=True, readout="last")
+    for old_layer, new_layer in zip(model.layers, back.layers):
+        for old, new in zip(old_layer.directions, new_layer.directions):
+            assert old.b_hh is not None and old.b_hh.any()
+            assert same_bits(new.b_ih, old.b_ih) and same_bits(new.b_hh, old.b_hh)
+    actual = lstmconvert.run(out, reference["x"], batch_first=True, readout="last")
+    assert np.abs(actual.astype(np.float64) - reference["y"]).max() <= CROSS_ATOL
