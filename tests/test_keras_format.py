@@ -495,6 +495,13 @@ def _bad_nested_conv(tmp):
     ]))
 
 
+def _bad_lambda_activation(tmp):
+    with warnings.catch_warnings():  # Keras warns that a lambda is unsafe to serialize
+        warnings.simplefilter("ignore")
+        return _saved_by_keras(tmp, "lambda.keras", lambda keras, layers: keras.Sequential(
+            [keras.Input((None, 3)), layers.LSTM(2, activation=lambda x: 2 * x, name="lam")]))
+
+
 BAD_FILES = {
     "gru": (lambda tmp: KERAS_FIXTURES / "gru.keras", "layer 'gru' (GRU) is not supported"),
     "branch": (lambda tmp: KERAS_FIXTURES / "branch.keras", "layer 'merge' (Add) takes 2 inputs"),
@@ -514,6 +521,7 @@ BAD_FILES = {
     "flatten_sequence": (_bad_flatten_sequence, "flattens the time steps"),
     "masked_nested_functional": (_bad_masked_nested_functional, "does not pass it on to its layers"),
     "nested_conv": (_bad_nested_conv, "layer 'conv' (Conv1D) in model 'encoder' is not supported"),
+    "lambda_activation": (_bad_lambda_activation, "layer 'lam' (LSTM) activation: activation is a Python lambda"),
 }
 
 

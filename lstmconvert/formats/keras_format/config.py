@@ -40,6 +40,12 @@ def activation_name(value: object, where: str) -> str:
         if builtin and (registered is None or registered == value["config"]):
             return value["config"]
         raise UnsupportedError(f"{where}: custom activation {registered or value['config']!r} from {module}")
+    if isinstance(value, dict) and (value.get("class_name") == "__lambda__" or "value" in value):
+        # Keras stores a lambda as marshalled bytecode; running it would execute code from the file.
+        raise UnsupportedError(
+            f"{where}: activation is a Python lambda stored as bytecode; lstmconvert never runs code from a "
+            "file (use a built-in activation name)"
+        )
     raise UnsupportedError(f"{where}: activation {_brief(value)} is not a built-in Keras activation function")
 
 
