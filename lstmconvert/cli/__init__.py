@@ -19,7 +19,7 @@ from .commands import cli
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the CLI; return the exit code (0 ok, 1 mismatch found by verify/roundtrip, 2 bad input)."""
-    warnings.showwarning = _show_warning
+    previous, warnings.showwarning = warnings.showwarning, _show_warning
     try:
         result = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
     except LstmConvertError as exc:
@@ -35,6 +35,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
+    finally:
+        warnings.showwarning = previous  # in-process callers (tests, scripts) keep their own handler
     return result if isinstance(result, int) else 0
 
 
