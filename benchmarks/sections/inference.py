@@ -2,7 +2,7 @@
 
 One unidirectional Tagger, generated on the fly, is widened twice: by ``lstmconvert convert`` and by
 the user script (same weights: reverse = forward, zeros on the new inputs), exported with both torch
-exporters. All files run in one worker with identical session options, interleaved run by run; a
+exporters. All files run in one worker with identical onnxruntime options, interleaved run by run; a
 copy of our file runs alongside as a control, its ratio to ours showing the measurement noise.
 """
 
