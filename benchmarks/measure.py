@@ -53,7 +53,9 @@ class Run:
         """The last informative line of stderr (or stdout), for a table cell."""
         lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines() if line.strip()]
         last = lines[-1] if lines else f"exit code {self.returncode}"
-        return f"failed (exit {self.returncode}): {last[:160]}"
+        if len(last) > 240:  # keep the head (what failed) and the tail (often the decisive detail)
+            last = f"{last[:120]} … {last[-120:]}"
+        return f"failed (exit {self.returncode}): {last}"
 
 
 class MeasurementFailed(RuntimeError):
