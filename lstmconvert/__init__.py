@@ -8,8 +8,6 @@
 Importing lstmconvert imports no framework; each format imports its own when a file needs it.
 """
 
-from .api import load, run, save
-from .convert import Preservation, PreservationWarning, UntrainableWarning, preservation, to_bidirectional
 from .errors import (
     LstmConvertError,
     MissingDependencyError,
@@ -18,8 +16,31 @@ from .errors import (
     UnsupportedError,
     WriteError,
 )
-from .model import Activation, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
-from .checks import RoundtripReport, VerifyReport, roundtrip, verify  # numpy only; frameworks load on use
+
+# Everything else needs numpy; it is imported on first use, so ``lstmconvert --help`` (whose
+# package import runs this file) loads click and nothing heavier.
+_LAZY = {
+    "api": ("load", "run", "save"),
+    "convert": ("Preservation", "PreservationWarning", "UntrainableWarning", "preservation", "to_bidirectional"),
+    "model": ("Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel"),
+    "checks": ("RoundtripReport", "VerifyReport", "roundtrip", "verify"),
+}
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(_HOME))
+
 
 __version__ = "0.1.0"
 

@@ -136,6 +136,9 @@ def to_bidirectional(
 
     Returns:
         A new model; ``model`` is not modified. ``meta["preservation"]`` holds the Preservation.
+        Arrays the conversion keeps unchanged (embedding, forward weights, a copied backward
+        direction, head layers after the first) are shared, not copied: copy them before changing
+        an array of either model in place.
 
     Example:
         >>> bi = to_bidirectional(load("tagger.pt"), backward="zeros", merge="concat")
@@ -159,7 +162,7 @@ def to_bidirectional(
     init = _Initialiser(seed, keras_style=model.meta.get("source_format") == "keras")
     layers = []
     for k, layer in enumerate(model.layers):
-        forward = copy.deepcopy(layer.directions[0])
+        forward = copy.copy(layer.directions[0])  # the source's arrays, reused as they are
         if k > 0:
             forward.w_ih = _widen_consumer(forward.w_ih, merge, preserve, init, fan_in_rows=True)
         new_layer = LSTMLayer(
@@ -169,7 +172,7 @@ def to_bidirectional(
             input_forget=layer.input_forget,
         )
         layers.append(new_layer)
-    head = [copy.deepcopy(d) for d in model.head]
+    head = [copy.copy(d) for d in model.head]
     if head:
         head[0] = Dense(
             weight=_widen_consumer(head[0].weight, merge, preserve, init, fan_in_rows=False),
@@ -179,7 +182,7 @@ def to_bidirectional(
     meta = dict(model.meta)
     meta["preservation"] = verdict
     meta["conversion"] = {"backward": backward, "merge": merge, "preserve": preserve, "seed": seed}
-    return model.replace(layers=layers, head=head, embedding=copy.deepcopy(model.embedding), meta=meta).validate()
+    return model.replace(layers=layers, head=head, embedding=copy.copy(model.embedding), meta=meta).validate()
 
 
 def _check_options(backward: str, merge: str) -> None:
@@ -201,7 +204,7 @@ def _widen_consumer(weight: np.ndarray, merge: str, preserve: bool, init: "_Init
 
 def _backward_direction(forward: LSTMDirection, how: str, init: "_Initialiser") -> LSTMDirection:
     if how == "copy":
-        return copy.deepcopy(forward)
+        return copy.copy(forward)  # the forward arrays themselves: stored once, written twice
     if how == "zeros":
         return LSTMDirection(
             **{name: np.zeros_like(a) for name, a in forward.arrays().items()},

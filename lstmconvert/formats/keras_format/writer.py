@@ -142,7 +142,23 @@ def build_keras_model(model: SequenceModel):
     for item, weights in stack:
         if weights is not None:
             item.set_weights(weights)
+    _restore_default_initializers(keras, keras_model, dtype)
     return keras_model
+
+
+def _restore_default_initializers(keras, keras_model, dtype: str) -> None:
+    """Give the LSTM cells Keras's default initializers back, so the saved config is the usual one.
+
+    bfloat16 keeps the zeros recurrent initializer: Keras runs initializers when it loads a file,
+    and TensorFlow's QR has no bfloat16 kernel.
+    """
+    for layer in keras_model.layers:
+        wrapped = [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
+        for lstm in wrapped:
+            if hasattr(lstm, "cell") and hasattr(lstm.cell, "recurrent_initializer"):
+                lstm.cell.kernel_initializer = keras.initializers.get("glorot_uniform")
+                if dtype != "bfloat16":
+                    lstm.cell.recurrent_initializer = keras.initializers.get("orthogonal")
 
 
 _FLIP = object()  # marks where keras.ops.flip(x, axis=1) goes in the layer stack
@@ -177,9 +193,10 @@ def _recurrent_layer(keras, layer: LSTMLayer, sequences: bool, dtype: str, names
             go_backwards=go_backwards,
             dtype=dtype,
             name=name,
-            # TensorFlow's QR (behind the default Orthogonal initializer) has no bfloat16 kernel; the
-            # initial values are overwritten by set_weights anyway.
-            **({"recurrent_initializer": "zeros"} if dtype == "bfloat16" else {}),
+            # set_weights overwrites the initial values, so they are zeros: the default Orthogonal
+            # initializer runs a QR of every (4H, H) recurrent kernel (tens of seconds at H=2048)
+            # and has no bfloat16 kernel. The defaults are put back before saving.
+            kernel_initializer="zeros", recurrent_initializer="zeros",
         )
 
     weights = [w for d in layer.directions for w in _lstm_weights(d, use_bias)]

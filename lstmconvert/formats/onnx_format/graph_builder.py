@@ -8,6 +8,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .weight_stream import PendingTensor
+
+# Float initializers from this size on are written by weight_stream, straight from numpy memory.
+PENDING_BYTES = 1 << 16
+
 
 class GraphBuilder:
     """Collects the nodes and initializers of one graph."""
@@ -16,6 +21,7 @@ class GraphBuilder:
         self.opset = opset
         self.nodes: list = []
         self.initializers: list = []
+        self.pending: list = []  # large weights, written by weight_stream without protobuf copies
         self._used: set = set()
 
     def fresh(self, hint: str) -> str:
@@ -32,11 +38,21 @@ class GraphBuilder:
 
     def const(self, hint: str, array: np.ndarray) -> str:
         """Store ``array`` as an initializer (bit for bit) and return its name."""
-        name = self.fresh(hint)
         # Not np.ascontiguousarray: it turns a scalar into a 1-element vector, which changes what
         # Gather and the like compute.
         array = np.asarray(array)
+        is_float = array.dtype.kind == "f" or array.dtype.name == "bfloat16"
+        if is_float and array.ndim and array.nbytes >= PENDING_BYTES:
+            return self.const_parts(hint, [array], array.shape, array.dtype)
+        name = self.fresh(hint)
         self.initializers.append(numpy_helper.from_array(array if array.flags.c_contiguous else array.copy(order="C"), name))
+        return name
+
+    def const_parts(self, hint: str, parts: list, shape: tuple, dtype: np.dtype) -> str:
+        """An initializer of ``shape`` whose bytes are ``parts`` one after another (no copy made)."""
+        name = self.fresh(hint)
+        data_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+        self.pending.append(PendingTensor(name, tuple(int(n) for n in shape), data_type, list(parts)))
         return name
 
     def node(self, op: str, inputs: list, outputs: int = 1, name: str = "", **attrs) -> Union[str, list]:

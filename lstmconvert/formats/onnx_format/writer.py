@@ -3,7 +3,8 @@
 The graph is layout=0 throughout (onnxruntime's CPU LSTM refuses layout=1): a batch-first model
 gets Transposes at its input and output. Weights are stored bit for bit (gate blocks reordered to
 ONNX's i, o, f, c), B is ``[b_ih ‖ b_hh]`` per direction with zeros where a bias is absent.
-Every written file passes ``onnx.checker.check_model(full_check=True)``.
+Every written graph passes ``onnx.checker.check_model(full_check=True)`` (its large weights checked
+by type and shape; their bytes are written as they are, see ``weight_stream``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, external_data_helper
 
 from ...errors import UnsupportedError, WriteError
 from ...gates import PEEPHOLE_TO_ONNX, TO_ONNX, permute_blocks
 from ...model import LSTMLayer, SequenceModel
 from ...options import WriteOptions
-from . import activations
+from . import activations, weight_stream
 from .graph_builder import GraphBuilder
 from .lengths import emit_lengths
 from .opsets import ir_version_for, resolve_opset
@@ -30,7 +30,6 @@ _INT64_MIN = np.iinfo(np.int64).min
 _FLOAT_TYPES = ("float16", "float32", "float64", "bfloat16")
 # Valid ONNX, but onnxruntime (1.32, CPU) has no LSTM kernel for them: a written file must run there.
 _NOT_RUNNABLE = ("float64", "bfloat16")
-_INTEGER_TENSOR_TYPES = (TensorProto.INT64, TensorProto.INT32)
 
 
 def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
@@ -42,19 +41,14 @@ def write_model(model: SequenceModel, path: Path, options: WriteOptions,
                 external_threshold: int = EXTERNAL_DATA_THRESHOLD) -> None:
     """``write`` with the external-data threshold exposed (tests force it low)."""
     opset = resolve_opset(options.opset)
-    proto = build_model(model, opset)
-    weight_bytes = sum(a.nbytes for a in model.arrays().values())
-    if weight_bytes > external_threshold:
-        # Weights go to the side file; small integer constants (axes, shapes) stay inline, where
-        # shape inference can read them.
-        for tensor in proto.graph.initializer:
-            if tensor.data_type not in _INTEGER_TENSOR_TYPES:
-                external_data_helper.set_external_data(tensor, location=path.name + ".data")
-        onnx.save_model(proto, str(path))
-        _check(path, lambda: onnx.checker.check_model(str(path), full_check=True))
+    # The graph is built without its large weights, which are written straight from the model's
+    # arrays: a protobuf holding them costs several full copies (message, graph, model, bytes).
+    proto, pending = build_graph(model, opset)
+    _check(path, lambda: onnx.checker.check_model(weight_stream.checkable(proto, pending), full_check=True))
+    if sum(t.nbytes for t in pending) > external_threshold:
+        weight_stream.write_external(proto, pending, path)
     else:
-        _check(path, lambda: onnx.checker.check_model(proto, full_check=True))
-        onnx.save_model(proto, str(path))
+        weight_stream.write_inline(proto, pending, path)
 
 
 def _check(path: Path, check) -> None:
@@ -65,7 +59,15 @@ def _check(path: Path, check) -> None:
 
 
 def build_model(model: SequenceModel, opset: int) -> onnx.ModelProto:
-    """The ONNX ModelProto for ``model`` at ``opset`` (not yet saved)."""
+    """The ONNX ModelProto for ``model`` at ``opset`` (not yet saved), weights included."""
+    proto, pending = build_graph(model, opset)
+    for tensor in pending:
+        proto.graph.initializer.append(tensor.to_proto())
+    return proto
+
+
+def build_graph(model: SequenceModel, opset: int) -> tuple:
+    """The ModelProto without its large weights, and those weights as ``weight_stream.PendingTensor``s."""
     dtype = _check_writable(model, opset)
     meta = model.meta.get("onnx", {}) if model.meta.get("source_format", "onnx") == "onnx" else {}
     input_name = (meta.get("input_names") or ["input"])[0]
@@ -137,7 +139,7 @@ def build_model(model: SequenceModel, opset: int) -> onnx.ModelProto:
         graph, opset_imports=[onnx.helper.make_opsetid("", opset)], producer_name="lstmconvert",
         ir_version=ir_version_for(opset),
     )
-    return proto
+    return proto, b.pending
 
 
 def _check_writable(model: SequenceModel, opset: int):
@@ -170,9 +172,12 @@ def _lstm_node(b: GraphBuilder, k: int, layer: LSTMLayer, x: str, lengths: str, 
     """One LSTM node; returns (Y, Y_h) names ("" for the output not asked for)."""
     hidden = layer.hidden_size
     dirs = layer.directions
-    w = np.stack([permute_blocks(d.w_ih, TO_ONNX) for d in dirs])
-    r = np.stack([permute_blocks(d.w_hh, TO_ONNX) for d in dirs])
-    inputs = [x, b.const(f"lstm_{k}.W", w), b.const(f"lstm_{k}.R", r), "", lengths, "", "", ""]
+    # W and R: each direction's gate blocks in ONNX order, kept as views (no reordered copy).
+    w = b.const_parts(f"lstm_{k}.W", _onnx_blocks([d.w_ih for d in dirs]),
+                      (len(dirs),) + dirs[0].w_ih.shape, dirs[0].w_ih.dtype)
+    r = b.const_parts(f"lstm_{k}.R", _onnx_blocks([d.w_hh for d in dirs]),
+                      (len(dirs),) + dirs[0].w_hh.shape, dirs[0].w_hh.dtype)
+    inputs = [x, w, r, "", lengths, "", "", ""]
     if any(d.has_bias for d in dirs):
         halves = []
         for d in dirs:
@@ -201,6 +206,15 @@ def _lstm_node(b: GraphBuilder, k: int, layer: LSTMLayer, x: str, lengths: str, 
         return "", y_h
     del node.output[1]
     return y, ""
+
+
+def _onnx_blocks(matrices: list) -> list:
+    """The row blocks of each (4H, n) matrix in ONNX gate order (``gates.TO_ONNX``), as views."""
+    parts = []
+    for matrix in matrices:
+        blocks = np.split(np.ascontiguousarray(matrix), 4, axis=0)
+        parts += [blocks[i] for i in TO_ONNX]
+    return parts
 
 
 def _axes(b: GraphBuilder, axes: list) -> str:

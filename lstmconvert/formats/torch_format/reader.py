@@ -18,7 +18,7 @@ from .config import SequenceLSTMConfig, parse_metadata_blob
 from .discover import discover, split_head_hint
 from .module_tree import embedding_padding_idx, embedding_problem, lstm_batch_first, sequential_activations
 from .naming import FIELD_NAMES, Naming, join, lstm_key
-from .tensors import to_numpy
+from .tensors import exclusive_keys, to_numpy
 
 # Buffers a module may carry that say nothing about the computation (BatchNorm's step counter).
 IGNORED_SUFFIXES = ("num_batches_tracked",)
@@ -42,7 +42,8 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
     if problem:
         raise ReadError(path, problem)
     activations = _head_activations(path, naming, config, hints, checkpoint)
-    arrays = {key: to_numpy(checkpoint.tensors[key], key) for key in used}
+    exclusive = exclusive_keys(checkpoint.tensors)  # their memory is taken over, not copied
+    arrays = {key: to_numpy(checkpoint.tensors[key], key, key in exclusive) for key in used}
     return _build(naming, arrays, config, hints, checkpoint, activations)
 
 

@@ -23,7 +23,7 @@ from ...options import WriteOptions
 from .config import EXTRA_FILE, METADATA_KEY, SequenceLSTMConfig, config_from_model, metadata_blob
 from .module import SequenceLSTM
 from .naming import Naming, canonical_naming, state_arrays
-from .tensors import to_tensor
+from .tensors import tensor_view
 
 PROGRAM_SUFFIX = ".pt2"
 # Example sizes for tracing; 0 and 1 are avoided because torch.export specialises on them.
@@ -43,7 +43,7 @@ def write_state_dict(model: SequenceModel, config: SequenceLSTMConfig, path: Pat
     """torch.save a state_dict named like the source (if it was PyTorch) or canonically."""
     source = _source_naming(model, config)
     naming = source or canonical_naming(config)
-    state = OrderedDict((key, to_tensor(array)) for key, array in state_arrays(model, naming).items())
+    state = OrderedDict((key, tensor_view(array)) for key, array in state_arrays(model, naming).items())
     if source is not None:
         versions = model.meta["torch"].get("module_versions") or {}
     else:
