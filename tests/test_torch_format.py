@@ -504,7 +504,7 @@ def test_pickled_wrappers_and_lstm_subclasses_are_refused(tmp_path, wrap):
     with pytest.raises(ReadError, match="whole pickled module"):
         lstmconvert.load(path)
     torch.save(user.state_dict(), tmp_path / "state.pt")  # what the message asks for reads
-    model = lstmconvert.load(tmp_path / "state.pt", batch_first=True)
+    assert lstmconvert.load(tmp_path / "state.pt", batch_first=True).batch_first
     x = features(8, 2, 5)
     assert_close(lstmconvert.run(tmp_path / "state.pt", x.numpy(), batch_first=True), numpy_out(user, x))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -52,7 +52,6 @@ class Suspect:
     rewrite: Optional[Callable[[SequenceModel], SequenceModel]] = None
     deviation: Deviation = NO_DEVIATION
     swap_axes: bool = False  # batch and time axes exchanged on the way in and out
-    tags: tuple = field(default_factory=tuple)
 
 
 def order_name(perm: tuple) -> str:

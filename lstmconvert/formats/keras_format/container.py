@@ -216,11 +216,6 @@ class LegacyH5(KerasFile):
             raise ReadError(self.path, f"{where}: weight {name} is listed but missing")
         return read_dataset(dataset, f"{where} ({name})", self.path, declared)
 
-    def layer_weights(self, layer_name: str, where: str, declared: Optional[str] = None) -> list:
-        """``(weight_name, array)`` pairs of one layer, in its ``weight_names`` order."""
-        return [(name, self.weight(layer_name, name, where, declared))
-                for name in self.weight_names(layer_name, where)]
-
     def close(self) -> None:
         self._h5.close()
 

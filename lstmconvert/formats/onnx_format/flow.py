@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 
-from ...model import Dense, Embedding, LSTMLayer
+from ...model import Embedding, LSTMLayer
 from .symbolic import Dim
 
 INPUT_ATOMS = ("i0", "i1")

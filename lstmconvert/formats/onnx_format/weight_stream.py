@@ -45,12 +45,6 @@ class PendingTensor:
         tensor.dims.extend(self.shape)
         return tensor
 
-    def to_proto(self) -> TensorProto:
-        """The tensor as an ordinary initializer, bytes included (for in-memory use)."""
-        tensor = self.header()
-        tensor.raw_data = b"".join(np.ascontiguousarray(p).tobytes() for p in self.parts)
-        return tensor
-
     def write_bytes(self, handle) -> None:
         for part in self.parts:
             handle.write(np.ascontiguousarray(part).reshape(-1).view(np.uint8).data)

@@ -58,14 +58,6 @@ def _check(path: Path, check) -> None:
         raise WriteError(path, f"the written graph fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
 
 
-def build_model(model: SequenceModel, opset: int) -> onnx.ModelProto:
-    """The ONNX ModelProto for ``model`` at ``opset`` (not yet saved), weights included."""
-    proto, pending = build_graph(model, opset)
-    for tensor in pending:
-        proto.graph.initializer.append(tensor.to_proto())
-    return proto
-
-
 def build_graph(model: SequenceModel, opset: int) -> tuple:
     """The ModelProto without its large weights, and those weights as ``weight_stream.PendingTensor``s."""
     dtype = _check_writable(model, opset)
