@@ -20,7 +20,7 @@ from .errors import (
 # Everything else needs numpy; it is imported on first use, so ``lstmconvert --help`` (whose
 # package import runs this file) loads click and nothing heavier.
 _LAZY = {
-    "api": ("load", "run", "save"),
+    "api": ("load", "run", "save", "widen_in_place"),
     "convert": ("Preservation", "PreservationWarning", "UntrainableWarning", "preservation", "to_bidirectional"),
     "model": ("Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel"),
     "checks": ("RoundtripReport", "VerifyReport", "roundtrip", "verify"),
@@ -45,7 +45,7 @@ def __dir__() -> list:
 __version__ = "0.1.0"
 
 __all__ = [
-    "load", "save", "run", "to_bidirectional", "preservation", "Preservation", "PreservationWarning", "UntrainableWarning",
+    "load", "save", "run", "widen_in_place", "to_bidirectional", "preservation", "Preservation", "PreservationWarning", "UntrainableWarning",
     "LstmConvertError", "MissingDependencyError", "ModelError", "ReadError", "UnsupportedError",
     "WriteError", "Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel",
     "verify", "roundtrip", "VerifyReport", "RoundtripReport",

@@ -23,10 +23,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-
 from .errors import LstmConvertError
-from .model import MERGE_MODES, Dense, LSTMDirection, LSTMLayer, SequenceModel
+from .model import MERGE_MODES, Dense, LSTMLayer, SequenceModel
+from .widening import Initialiser, backward_direction, widen_consumer
 
 BACKWARD_INITS = ("copy", "random", "zeros")
 
@@ -159,14 +158,14 @@ def to_bidirectional(
             "--backward copy or random to fine-tune, or --merge sum with zeros",
             UntrainableWarning, stacklevel=2,
         )
-    init = _Initialiser(seed, keras_style=model.meta.get("source_format") == "keras")
+    init = Initialiser(seed, style="keras" if model.meta.get("source_format") == "keras" else "torch")
     layers = []
     for k, layer in enumerate(model.layers):
         forward = copy.copy(layer.directions[0])  # the source's arrays, reused as they are
         if k > 0:
-            forward.w_ih = _widen_consumer(forward.w_ih, merge, preserve, init, fan_in_rows=True)
+            forward.w_ih = widen_consumer(forward.w_ih, merge=merge, preserve=preserve, init=init, fan_in_rows=True)
         new_layer = LSTMLayer(
-            directions=[forward, _backward_direction(forward, backward, init)],
+            directions=[forward, backward_direction(forward, backward, init)],
             merge=merge,
             clip=layer.clip,
             input_forget=layer.input_forget,
@@ -175,7 +174,7 @@ def to_bidirectional(
     head = [copy.copy(d) for d in model.head]
     if head:
         head[0] = Dense(
-            weight=_widen_consumer(head[0].weight, merge, preserve, init, fan_in_rows=False),
+            weight=widen_consumer(head[0].weight, merge=merge, preserve=preserve, init=init),
             bias=head[0].bias,
             activation=head[0].activation,
         )
@@ -190,69 +189,3 @@ def _check_options(backward: str, merge: str) -> None:
         raise LstmConvertError(f"backward must be one of {', '.join(BACKWARD_INITS)}, not {backward!r}")
     if merge not in MERGE_MODES:
         raise LstmConvertError(f"merge must be one of {', '.join(MERGE_MODES)}, not {merge!r}")
-
-
-def _widen_consumer(weight: np.ndarray, merge: str, preserve: bool, init: "_Initialiser", fan_in_rows: bool) -> np.ndarray:
-    """Adapt a consumer's input weights ``(out, in)`` to the merged bidirectional output."""
-    if merge == "concat":
-        extra = np.zeros_like(weight) if preserve else init.linear_like(weight, fan_in_rows)
-        return np.concatenate([weight, extra], axis=1)
-    if merge == "ave" and preserve:
-        return weight * weight.dtype.type(2)  # undo the halving exactly (power of two)
-    return weight.copy()
-
-
-def _backward_direction(forward: LSTMDirection, how: str, init: "_Initialiser") -> LSTMDirection:
-    if how == "copy":
-        return copy.copy(forward)  # the forward arrays themselves: stored once, written twice
-    if how == "zeros":
-        return LSTMDirection(
-            **{name: np.zeros_like(a) for name, a in forward.arrays().items()},
-            activations=forward.activations,
-        )
-    return init.lstm_direction_like(forward)
-
-
-class _Initialiser:
-    """Fresh weights drawn like the source framework draws them, from one seeded generator.
-
-    PyTorch: every LSTM parameter and Linear weight from U(-1/sqrt(fan), 1/sqrt(fan)).
-    Keras: glorot-uniform kernels, orthogonal recurrent kernels, unit forget bias.
-    """
-
-    def __init__(self, seed: int, keras_style: bool) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.keras_style = keras_style
-
-    def _uniform(self, shape: tuple, bound: float, like: np.ndarray) -> np.ndarray:
-        return self.rng.uniform(-bound, bound, size=shape).astype(like.dtype)
-
-    def linear_like(self, weight: np.ndarray, fan_in_rows: bool) -> np.ndarray:
-        """Random columns for a consumer ``(out, in)`` that is doubling its input width."""
-        out_features, in_features = weight.shape
-        if self.keras_style:
-            bound = np.sqrt(6.0 / (2 * in_features + out_features))
-        else:
-            bound = 1.0 / np.sqrt(out_features // 4 if fan_in_rows else 2 * in_features)
-        return self._uniform(weight.shape, bound, weight)
-
-    def lstm_direction_like(self, forward: LSTMDirection) -> LSTMDirection:
-        hidden, like = forward.hidden_size, forward.w_ih
-        arrays = {}
-        if self.keras_style:
-            four_h, inputs = forward.w_ih.shape
-            arrays["w_ih"] = self._uniform(forward.w_ih.shape, np.sqrt(6.0 / (inputs + four_h)), like)
-            q, r = np.linalg.qr(self.rng.standard_normal((4 * hidden, forward.w_hh.shape[1])))
-            arrays["w_hh"] = (q * np.sign(np.diag(r))).astype(like.dtype)
-            if forward.has_bias:
-                bias = np.zeros(4 * hidden)
-                bias[hidden : 2 * hidden] = 1.0  # unit forget bias
-                arrays["b_ih"] = bias.astype(like.dtype)
-            for name in ("w_hr", "peephole"):
-                if getattr(forward, name) is not None:
-                    arrays[name] = self._uniform(getattr(forward, name).shape, 1.0 / np.sqrt(hidden), like)
-        else:
-            bound = 1.0 / np.sqrt(hidden)
-            for name, array in forward.arrays().items():
-                arrays[name] = self._uniform(array.shape, bound, like)
-        return LSTMDirection(**arrays, activations=forward.activations)

@@ -57,3 +57,15 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise MissingDependencyError(module.split(".")[0], extra, purpose) from exc
+
+
+class OutsideNeutralShapeError(UnsupportedError):
+    """The model holds layers outside ``[Embedding] -> LSTM stack -> [Dense head]``.
+
+    Raised by a reader; ``convert`` then widens the file in place in its own format (the format's
+    ``edit``), or refuses a cross-format request naming ``layer``.
+    """
+
+    def __init__(self, problem: str, layer: str) -> None:
+        super().__init__(problem)
+        self.layer = layer  # e.g. "Conv1D 'conv'"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 
@@ -28,3 +28,36 @@ class WriteOptions:
     """Writer settings. ``opset`` is ONNX's (None: the newest onnxruntime runs)."""
 
     opset: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class EditRequest:
+    """What an in-place widening (``api.widen_in_place``, a format's ``edit``) is asked to do.
+
+    * ``lstms``: names of the LSTMs to widen (Keras layer names, ONNX node names, state_dict prefixes);
+      empty means every unidirectional LSTM the file holds (PyTorch needs them named).
+    * ``consumers``: state_dict prefixes of the modules that read the LSTMs' output (PyTorch only: a
+      file with a graph finds its consumers itself).
+    * ``backward``, ``merge``, ``preserve``, ``seed``: as for ``convert.to_bidirectional``.
+    """
+
+    lstms: tuple = ()
+    consumers: tuple = ()
+    backward: str = "copy"
+    merge: str = "concat"
+    preserve: bool = True
+    seed: int = 0
+
+
+@dataclass
+class EditResult:
+    """What a format's ``edit`` changed: the LSTMs widened, the consumers adapted, and notes for the user.
+
+    ``preservation`` is a ``convert.Preservation``; ``notes`` are sentences the CLI prints after the
+    result (e.g. how to read the forward direction's final states).
+    """
+
+    widened: list
+    consumers: list
+    preservation: object
+    notes: list = field(default_factory=list)

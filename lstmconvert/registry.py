@@ -9,6 +9,13 @@ Each format is a module under ``lstmconvert.formats`` exposing three functions:
   framework's own runtime. ``inputs`` is batch-major (N, T) token ids or (N, T, F) features, right
   padded where the model is masked; the result is batch-major too: (N, T, F) or (N, F).
 
+and may expose a fourth, for models of any shape (``api.widen_in_place``):
+
+* ``edit(src: Path, dst: Path, request: EditRequest) -> EditResult``: write ``dst`` in the same format,
+  with the requested LSTMs made bidirectional and their consumers widened, everything else copied as
+  it is. A reader that meets layers outside the neutral shape raises ``OutsideNeutralShapeError``, and
+  ``convert`` turns to ``edit``.
+
 The module is imported only when a file of that format is touched, so ``lstmconvert --help`` and a
 conversion between two formats never import the frameworks of a third.
 """

@@ -26,15 +26,35 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
               help="Cast every weight to this dtype (default: keep the source's).")
 @click.option("--opset", type=int, help="ONNX opset to write (default: the newest onnxruntime runs).")
 @click.option("--force", is_flag=True, help="Replace DST if it exists.")
+@click.option("--lstm", "lstms", multiple=True, metavar="NAME",
+              help="Widen only this LSTM (Keras layer name, ONNX node name, state_dict prefix); repeatable. "
+                   "Widens in place, in SRC's own format.")
+@click.option("--consumer", "consumers", multiple=True, metavar="PREFIX[,PREFIX...]",
+              help="PyTorch state_dict: the modules that read the --lstm's output (nn.Linear, nn.Conv1d, "
+                   "nn.LSTM), widened on their input features; repeatable.")
 @read_hint_options
 def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
-            dtype, opset, force, **kwargs) -> int:
-    """Convert SRC to a bidirectional model (or only its format) and write it to DST."""
+            dtype, opset, force, lstms, consumers, **kwargs) -> int:
+    """Convert SRC to a bidirectional model (or only its format) and write it to DST.
+
+    A model with layers outside [Embedding] -> LSTM stack -> [Dense head] (a conv front end,
+    attention, several inputs...) is widened in place, in its own format.
+    """
     from ..api import load, save
     from ..convert import to_bidirectional
-    from ..errors import LstmConvertError
+    from ..errors import LstmConvertError, OutsideNeutralShapeError
 
-    model = load(src, format=src_format, **hints_from(kwargs))
+    consumers = tuple(c.strip() for group in consumers for c in group.split(",") if c.strip())
+    if lstms or consumers:
+        return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
+                               lstms, consumers, keep_direction=keep_direction, dtype=dtype, opset=opset)
+    try:
+        model = load(src, format=src_format, **hints_from(kwargs))
+    except OutsideNeutralShapeError as exc:
+        if keep_direction or not _same_format(src, dst, src_format, dst_format):
+            raise
+        return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
+                               (), (), keep_direction=False, dtype=dtype, opset=opset)
     if dtype is not None and dtype != str(model.dtype):
         click.echo(f"casting weights from {model.dtype} to {dtype}")
         model = model.astype(_numpy_dtype(dtype))
@@ -49,6 +69,36 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
     click.echo(f"wrote {', '.join(map(str, written))} ({summary})")
     if verdict is not None:
         click.echo(f"function preservation: {verdict.status} ({verdict.reason})")
+    return 0
+
+
+def _same_format(src: Path, dst: Path, src_format, dst_format) -> bool:
+    from ..registry import format_for_path
+
+    return format_for_path(src, src_format).name == format_for_path(dst, dst_format or src_format).name
+
+
+def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force, lstms, consumers,
+                    *, keep_direction, dtype, opset) -> int:
+    """The model holds layers outside the neutral shape: widen its LSTMs inside the file's own format."""
+    from ..api import widen_in_place
+    from ..errors import LstmConvertError
+
+    for flag, given in (("--keep-direction", keep_direction), ("--dtype", dtype), ("--opset", opset)):
+        if given:
+            raise LstmConvertError(f"{src}: {flag} does not apply to in-place widening (it keeps the file's "
+                                   "own format, dtypes and opset)")
+    if dst_format and dst_format != (src_format or dst_format) or not _same_format(src, dst, src_format, dst_format):
+        raise LstmConvertError(f"{src}: in-place widening writes the source's own format; give DST the same "
+                               "extension as SRC")
+    result = widen_in_place(src, dst, format=src_format, lstm=lstms, consumers=consumers, backward=backward,
+                            merge=merge, preserve=preserve, seed=seed, force=force)
+    click.echo(f"wrote {dst} (in place: bidirectional {', '.join(map(repr, result.widened))}, "
+               f"merge={merge}, backward={backward}; consumers widened: "
+               f"{', '.join(map(repr, result.consumers)) or 'none'})")
+    click.echo(f"function preservation: {result.preservation.status} ({result.preservation.reason})")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     return 0
 
 
