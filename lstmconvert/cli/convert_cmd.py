@@ -75,7 +75,7 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
 def _same_format(src: Path, dst: Path, src_format, dst_format) -> bool:
     from ..registry import format_for_path
 
-    return format_for_path(src, src_format).name == format_for_path(dst, dst_format or src_format).name
+    return format_for_path(src, src_format).name == format_for_path(dst, dst_format).name
 
 
 def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force, lstms, consumers,
@@ -88,7 +88,7 @@ def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, pre
         if given:
             raise LstmConvertError(f"{src}: {flag} does not apply to in-place widening (it keeps the file's "
                                    "own format, dtypes and opset)")
-    if dst_format and dst_format != (src_format or dst_format) or not _same_format(src, dst, src_format, dst_format):
+    if not _same_format(src, dst, src_format, dst_format):
         raise LstmConvertError(f"{src}: in-place widening writes the source's own format; give DST the same "
                                "extension as SRC")
     result = widen_in_place(src, dst, format=src_format, lstm=lstms, consumers=consumers, backward=backward,
