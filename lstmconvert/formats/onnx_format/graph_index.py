@@ -15,6 +15,8 @@ import onnx
 from onnx import numpy_helper
 
 from ...errors import UnsupportedError
+# Re-exported: the writer, the LSTM decoder and the length matcher import these from here.
+from .node_arguments import attribute, axes_argument, clamp_slice, describe, slice_arguments
 from .static_shapes import input_independent_dims
 from .symbolic import Dim, evaluate_shape_vector
 
@@ -25,23 +27,6 @@ _INTEGER_ARITHMETIC = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}
 # Ops that keep an all-zero input all-zero whatever their other (shape) inputs are.
 _ZERO_PRESERVING = {"Identity", "Cast", "Reshape", "Unsqueeze", "Squeeze", "Transpose", "Slice",
                     "Expand", "Tile", "Gather", "Flatten"}
-
-
-def describe(node: onnx.NodeProto) -> str:
-    """How error messages name a node: op type and name."""
-    return f"{node.op_type} node {node.name!r}" if node.name else f"{node.op_type} node producing {node.output[0]!r}"
-
-
-def attribute(node: onnx.NodeProto, name: str, default=None):
-    for attr in node.attribute:
-        if attr.name == name:
-            value = onnx.helper.get_attribute_value(attr)
-            if isinstance(value, bytes):
-                return value.decode()
-            if isinstance(value, list) and value and isinstance(value[0], bytes):
-                return [v.decode() for v in value]
-            return value
-    return default
 
 
 class GraphIndex:
@@ -163,29 +148,6 @@ def constant_node_value(node: onnx.NodeProto) -> np.ndarray:
     raise UnsupportedError(f"{describe(node)}: unsupported Constant form")
 
 
-def axes_argument(node: onnx.NodeProto, args: list, opset: int, input_index: int = 1) -> Optional[list]:
-    """The ``axes`` of Squeeze/Unsqueeze/Reduce*: an attribute in old opsets, an input in new ones."""
-    value = attribute(node, "axes")
-    if value is not None:
-        return [int(a) for a in value]
-    if len(args) > input_index and args[input_index] is not None:
-        return [int(a) for a in np.asarray(args[input_index]).reshape(-1)]
-    return None
-
-
-def slice_arguments(node: onnx.NodeProto, args: list, rank: int) -> list:
-    """(axis, start, end, step) per sliced axis for Slice in any opset."""
-    if attribute(node, "starts") is not None:  # Slice-1: attributes
-        starts, ends = attribute(node, "starts"), attribute(node, "ends")
-        axes = attribute(node, "axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = [int(v) for v in args[1]], [int(v) for v in args[2]]
-        axes = [int(v) for v in args[3]] if len(args) > 3 and args[3] is not None else list(range(len(starts)))
-        steps = [int(v) for v in args[4]] if len(args) > 4 and args[4] is not None else [1] * len(starts)
-    return [(a % rank if rank else a, int(s), int(e), int(st)) for a, s, e, st in zip(axes, starts, ends, steps)]
-
-
 def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray]:
     """numpy evaluation of a foldable op on constant inputs."""
     op, x = node.op_type, args[0] if args else None
@@ -233,19 +195,6 @@ def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray
             return None if np.any(b == 0) else np.abs(a) // np.abs(b) * np.sign(a) * np.sign(b)
         return _INTEGER_ARITHMETIC[op](a, b)
     return None
-
-
-def clamp_slice(start: int, end: int, step: int, size: int) -> tuple:
-    """ONNX Slice bounds (huge sentinels, negatives) as Python slice bounds."""
-    def clamp(v: int, lo: int, hi: int) -> int:
-        if v < 0:
-            v += size
-        return max(lo, min(hi, v))
-    if step > 0:
-        return clamp(start, 0, size), clamp(end, 0, size), step
-    start_c = clamp(start, -1, size - 1)
-    end_c = clamp(end, -1, size - 1)
-    return start_c, (None if end_c < 0 else end_c), step
 
 
 __all__ = ["GraphIndex", "Dim", "attribute", "describe", "axes_argument", "slice_arguments", "clamp_slice",

@@ -13,6 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .node_arguments import attribute, clamp_slice, slice_arguments
+
 
 @dataclass(frozen=True)
 class Dim:
@@ -52,8 +54,6 @@ def evaluate_shape_vector(index, name: str, dims_of: Callable[[str], Optional[li
         return None
     node, _ = index.producer[name]
     op = node.op_type
-    from .graph_index import attribute  # local: graph_index imports this module
-
     if op == "Shape":
         dims = dims_of(node.input[0])
         if dims is None:
@@ -84,8 +84,6 @@ def evaluate_shape_vector(index, name: str, dims_of: Callable[[str], Optional[li
         args = [index.const(i) if i else None for i in node.input]
         if data is None or any(a is None for i, a in zip(node.input[1:], args[1:]) if i):
             return None
-        from .graph_index import slice_arguments, clamp_slice
-
         for axis, start, end, step in slice_arguments(node, args, 1):
             if axis != 0:
                 return None
