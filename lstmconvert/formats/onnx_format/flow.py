@@ -8,6 +8,10 @@ concatenated feature-wise, forward first.
 
 For LSTM outputs ``entries`` say which (layer, direction, output) each position of the ``D`` axis
 holds, or, once ``D`` is gone, each ``F`` block in order.
+
+The records here (``Prefix``, ``LayerRecord``, ``DenseRecord``) are what the walk found, kept
+immutable: the neutral model is assembled from them only after the walk (``model_builder``). The
+moves of layout ops on a Flow are in ``layout``; ``group_reshape`` (the Reshape rule) stays here.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from typing import Optional
 
 import numpy as np
 
-from ...model import Embedding, LSTMLayer
 from .symbolic import Dim
 
 INPUT_ATOMS = ("i0", "i1")
@@ -35,12 +38,50 @@ class Lengths:
 
 @dataclass(frozen=True, eq=False)
 class LayerRecord:
-    """One LSTM node read into a neutral layer (its merge is settled by the layer's consumer)."""
+    """One LSTM layer as the walk found it: one node, or a forward and a backward node joined.
+
+    Only what the node itself says. How the directions are merged and whether the output comes
+    reversed in time is decided later, by the layer's consumer (see ``lstm_stack.Settlement``), and
+    the model builder combines both into a neutral ``LSTMLayer``. Records compare by identity.
+    """
 
     node_name: str
-    layer: LSTMLayer
+    directions: tuple  # LSTMDirection per direction, forward first
+    reverse: bool  # one direction running backward in time (direction="reverse", or over a reversed input)
+    clip: Optional[float]
+    input_forget: bool
     layout: int
     input_reversed: bool = False  # the node runs forward over the time-reversed input
+
+    @property
+    def bidirectional(self) -> bool:
+        return len(self.directions) == 2
+
+    @property
+    def hidden_size(self) -> int:
+        return self.directions[0].hidden_size
+
+    @property
+    def input_size(self) -> int:
+        return self.directions[0].input_size
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.directions[0].w_ih.dtype
+
+    def output_size(self, merge: str) -> int:
+        """Width of the layer's output once its directions are merged with ``merge``."""
+        width = self.directions[0].output_size
+        return 2 * width if self.bidirectional and merge == "concat" else width
+
+
+@dataclass(frozen=True, eq=False)
+class DenseRecord:
+    """One dense layer of the head as the walk found it: MatMul/Gemm, then maybe an Add and an activation."""
+
+    weight: np.ndarray  # (out, in)
+    bias: Optional[np.ndarray] = None
+    activation: str = "linear"
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +91,7 @@ class Prefix:
     input_name: str
     input_kind: str  # "tokens" or "features"
     time_atom: Optional[str] = None
-    embedding: Optional[Embedding] = None
+    embedding_table: Optional[np.ndarray] = None  # (vocab, dim)
     embedding_node: Optional[str] = None
     layers: tuple = ()
     lengths: Optional[Lengths] = None
@@ -77,6 +118,8 @@ class Entry:
 
 @dataclass(frozen=True, eq=False)
 class Flow:
+    """What one tensor on the data path holds; layout ops derive a new Flow with ``evolve``."""
+
     kind: str  # "ids", "features" or "lstm"
     axes: tuple
     width: Optional[int]  # size of the F atom (per direction block for "lstm")
@@ -86,7 +129,7 @@ class Flow:
     merge: Optional[str] = None  # "sum"/"ave"/"mul" once the D axis was reduced that way
     reversed_atom: Optional[str] = None  # features: the input atom along which time runs backwards
     readout: Optional[str] = None  # set once the LSTM stack's output is settled
-    head: tuple = field(default=())
+    head: tuple = field(default=())  # DenseRecords after the LSTM stack
 
     def evolve(self, **changes) -> "Flow":
         return replace(self, **changes)
