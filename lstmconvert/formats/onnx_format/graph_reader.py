@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import warnings
 
-from ...errors import UnsupportedError
+from ...errors import OutsideNeutralShapeError, UnsupportedError
 from ...model import SequenceModel
 from ...options import ReadHints
 from . import lstm_node
@@ -83,9 +83,10 @@ class GraphReader:
         names = ", ".join(repr(o.name) for o in outputs)
         for extra in outputs[1:]:
             if not self._is_lstm_state(extra.name):
-                raise UnsupportedError(
+                raise OutsideNeutralShapeError(
                     f"the graph has {len(outputs)} outputs ({names}); lstmconvert models have one, and of the "
-                    f"others only LSTM states can be left out, but {extra.name!r} is not an LSTM state"
+                    f"others only LSTM states can be left out, but {extra.name!r} is not an LSTM state",
+                    layer=self.walk.describe_producer(extra.name),
                 )
         if len(outputs) > 1:
             dropped = ", ".join(repr(o.name) for o in outputs[1:])
@@ -151,7 +152,9 @@ class GraphReader:
             )
         extra = [i.name for i in self.index.inputs if i.name not in allowed and i.name in self.index.consumers]
         if extra:
-            raise UnsupportedError(f"graph input(s) {', '.join(map(repr, extra))} feed something other than the model's data path")
+            first_reader = describe(self.index.consumers[extra[0]][0])
+            raise OutsideNeutralShapeError(f"graph input(s) {', '.join(map(repr, extra))} feed something other than "
+                                           "the model's data path", layer=first_reader)
 
 
 __all__ = ["GraphReader", "Dim"]

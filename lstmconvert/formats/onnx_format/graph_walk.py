@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
-from ...errors import UnsupportedError
+from ...errors import OutsideNeutralShapeError, UnsupportedError
 from .flow import Flow, Prefix
 from .graph_index import GraphIndex
 from .lstm_stack import StackFindings
@@ -61,6 +61,11 @@ class GraphWalk:
         except UnsupportedError:
             return None
 
+    def describe_producer(self, name: str) -> str:
+        """The node that produces ``name`` as messages name it (or the graph input ``name``)."""
+        found = self.index.producer.get(name)
+        return describe(found[0]) if found is not None else f"graph input {name!r}"
+
     def constant_inputs(self, node: onnx.NodeProto) -> list:
         """The node's inputs as constants (None where an input is absent or computed at run time)."""
         return [self.index.const(i) if i else None for i in node.input]
@@ -76,12 +81,14 @@ class GraphWalk:
             raise UnsupportedError(f"nothing in the graph produces {name!r}")
         node, out_index = index.producer[name]
         if node.domain not in ("", "ai.onnx"):
-            raise UnsupportedError(f"{describe(node)} (domain {node.domain!r}) cannot be placed in embedding -> LSTM -> dense")
+            raise OutsideNeutralShapeError(
+                f"{describe(node)} (domain {node.domain!r}) cannot be placed in embedding -> LSTM -> dense",
+                layer=describe(node))
         handler = HANDLERS.get(node.op_type)
         if handler is None:
-            raise UnsupportedError(
-                f"{describe(node)} cannot be placed: lstmconvert reads embedding -> LSTM stack -> dense head"
-            )
+            raise OutsideNeutralShapeError(
+                f"{describe(node)} cannot be placed: lstmconvert reads embedding -> LSTM stack -> dense head",
+                layer=describe(node))
         return handler(self, node, out_index)
 
 

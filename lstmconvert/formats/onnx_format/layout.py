@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ...errors import UnsupportedError
+from ...errors import OutsideNeutralShapeError, UnsupportedError
 from .flow import INPUT_ATOMS, Entry, Flow, group_reshape
 from .node_arguments import clamp_slice
 
@@ -211,7 +211,9 @@ def reduce_directions(flow: Flow, axes: Optional[list], keepdims: bool, merge: s
         what = "all axes" if axes is None else " and ".join(axis_text(flow, flow.axes[a % flow.rank]) for a in axes)
         pooling = " (pooling over time: lstmconvert's models output every step or the final state)" \
             if axes is not None and any(flow.prefix.time_atom in flow.axes[a % flow.rank] for a in axes) else ""
-        raise UnsupportedError(f"{where}: reduces {what}; only the LSTM direction axis can be reduced{pooling}")
+        # A reduction over anything else is a pooling layer the model has no place for.
+        raise OutsideNeutralShapeError(f"{where}: reduces {what}; only the LSTM direction axis can be "
+                                       f"reduced{pooling}", layer=where)
     axis = axes[0] % flow.rank
     if len(flow.entries) != 2 or flow.merge:
         raise UnsupportedError(f"{where}: merges {len(flow.entries)} direction(s); expected 2")

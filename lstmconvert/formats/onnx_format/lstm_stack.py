@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ...errors import UnsupportedError
+from ...errors import OutsideNeutralShapeError, UnsupportedError
 from . import lstm_node
 from .flow import Entry, Flow, LayerRecord, Prefix
 from .layout import axes_text
@@ -53,7 +53,8 @@ def read_lstm_node(walk: "GraphWalk", node) -> tuple:
     if x.kind == "lstm":
         x = settle(walk, x, where)
     if x.kind != "features" or x.head or x.readout == "last":
-        raise UnsupportedError(f"{where}: its input X is not a sequence of features (embedding, input or LSTM output)")
+        raise OutsideNeutralShapeError(f"{where}: its input X is not a sequence of features (embedding, input or LSTM "
+                                       "output)", layer=walk.describe_producer(node.input[lstm_node.X]))
     decoded = lstm_node.decode(walk.index, node)
     layer = decoded.layer
     axes = tuple(tuple(a for a in axis if a != "1") for axis in x.axes)
@@ -124,7 +125,9 @@ def settle(walk: "GraphWalk", flow: Flow, consumer: str) -> Flow:
         raise UnsupportedError(f"{consumer}: a merge of a single direction")
     settlement = Settlement(flow.merge or "concat", reversed_output)
     if walk.findings.settlements.setdefault(record, settlement) != settlement:
-        raise UnsupportedError(f"{consumer}: the LSTM layer {record.node_name!r} is merged in two different ways")
+        # Two consumers read the layer differently: the model branches after this LSTM.
+        raise OutsideNeutralShapeError(f"{consumer}: the LSTM layer {record.node_name!r} is merged in two different "
+                                       "ways", layer=f"LSTM node {record.node_name!r}")
     return Flow("features", flow.axes, record.output_size(settlement.merge), flow.dtype, prefix, readout=readout)
 
 
@@ -200,5 +203,6 @@ def joint_prefix(flows: list, where: str) -> Prefix:
     for f in flows:
         k = f.prefix.key()
         if k[:2] != key[:2] or key[2][:len(k[2])] != k[2]:
-            raise UnsupportedError(f"{where}: combines tensors from different branches of the graph")
+            raise OutsideNeutralShapeError(f"{where}: combines tensors from different branches of the graph",
+                                           layer=where)
     return longest

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ...errors import UnsupportedError
+from ...errors import OutsideNeutralShapeError, UnsupportedError
 from . import layout, lstm_stack
 from .flow import DenseRecord, Flow, Prefix
 from .index_remap import unwrapped_ids
@@ -168,7 +168,8 @@ def concat(walk: "GraphWalk", node, out_index: int) -> Flow:
         return flows[0]
     axis = attribute(node, "axis") % flows[0].rank
     if any(f.kind != "lstm" for f in flows):
-        raise UnsupportedError(f"{describe(node)}: concatenates tensors that are not LSTM outputs")
+        raise OutsideNeutralShapeError(f"{describe(node)}: concatenates tensors that are not LSTM outputs",
+                                       layer=describe(node))
     if len(flows) == 2 and lstm_stack.separate_directions(flows):
         flows = lstm_stack.join_directions(walk, node, flows)
     prefix = lstm_stack.joint_prefix(flows, describe(node))
@@ -193,7 +194,8 @@ def _elementwise_merge(walk: "GraphWalk", node, merge: str) -> Flow:
     """Add/Mul of the two directions of one LSTM (tf2onnx's merge_mode "sum"/"mul")."""
     left, right = walk.flow(node.input[0]), walk.flow(node.input[1])
     if not layout.is_single_direction_pair(left, right):
-        raise UnsupportedError(f"{describe(node)}: combines tensors that are not the two directions of one LSTM")
+        raise OutsideNeutralShapeError(f"{describe(node)}: combines tensors that are not the two directions of one "
+                                       "LSTM", layer=describe(node))
     prefix = lstm_stack.joint_prefix([left, right], describe(node))
     return left.evolve(entries=left.entries + right.entries, merge=merge, prefix=prefix)
 
@@ -205,8 +207,8 @@ def _halved_sum(walk: "GraphWalk", node, factor: float) -> Flow:
     flow = walk.data(node, data_slot)
     if constant is None or constant.size != 1 or float(constant.reshape(-1)[0]) != factor \
             or flow.kind != "lstm" or flow.merge != "sum" or constant.ndim > flow.rank:
-        raise UnsupportedError(f"{describe(node)}: scales something other than the sum of an LSTM's two "
-                               "directions by one half (Keras merge_mode='ave')")
+        raise OutsideNeutralShapeError(f"{describe(node)}: scales something other than the sum of an LSTM's two "
+                                       "directions by one half (Keras merge_mode='ave')", layer=describe(node))
     return flow.evolve(merge="ave")
 
 
@@ -233,7 +235,7 @@ def lstm(walk: "GraphWalk", node, out_index: int) -> Flow:
 def matmul(walk: "GraphWalk", node, out_index: int) -> Flow:
     weight = walk.index.const(node.input[1])
     if weight is None or weight.ndim != 2:
-        raise UnsupportedError(f"{describe(node)}: multiplies by something other than a constant matrix")
+        raise _not_a_dense_layer(node)
     flow = lstm_stack.settle(walk, walk.data(node), describe(node))
     return _dense(node, flow, np.ascontiguousarray(weight.T), None)
 
@@ -242,7 +244,7 @@ def gemm(walk: "GraphWalk", node, out_index: int) -> Flow:
     flow = lstm_stack.settle(walk, walk.data(node), describe(node))
     weight = walk.index.const(node.input[1])
     if weight is None or weight.ndim != 2:
-        raise UnsupportedError(f"{describe(node)}: multiplies by something other than a constant matrix")
+        raise _not_a_dense_layer(node)
     if attribute(node, "transA", 0) or attribute(node, "alpha", 1.0) != 1.0 or attribute(node, "beta", 1.0) != 1.0:
         raise UnsupportedError(f"{describe(node)}: transA, alpha or beta other than the defaults")
     weight = weight if attribute(node, "transB", 0) else weight.T
@@ -252,10 +254,17 @@ def gemm(walk: "GraphWalk", node, out_index: int) -> Flow:
     return _dense(node, flow, np.ascontiguousarray(weight), bias)
 
 
+def _not_a_dense_layer(node) -> OutsideNeutralShapeError:
+    """A product with a run-time matrix (attention, say): no dense layer of the model's head."""
+    return OutsideNeutralShapeError(f"{describe(node)}: multiplies by something other than a constant matrix",
+                                    layer=describe(node))
+
+
 def _dense(node, flow: Flow, weight: np.ndarray, bias: Optional[np.ndarray]) -> Flow:
     """Append a dense layer ``weight (out, in)`` to the head after the LSTM stack."""
     if flow.kind != "features" or flow.readout is None or flow.reversed_atom:
-        raise UnsupportedError(f"{describe(node)}: a dense layer before the LSTM stack cannot be placed")
+        raise OutsideNeutralShapeError(f"{describe(node)}: a dense layer before the LSTM stack cannot be placed",
+                                       layer=describe(node))
     if tuple(a for a in flow.axes[-1] if a != "1") != ("F",) or flow.width != weight.shape[1]:
         raise UnsupportedError(f"{describe(node)}: multiplies axes {layout.axes_text(flow, flow.axes)} by a "
                                f"{weight.shape[1]}x{weight.shape[0]} matrix")
@@ -281,7 +290,8 @@ def add(walk: "GraphWalk", node, out_index: int) -> Flow:
     flow = walk.data(node, data_slot)
     if flow.kind != "features" or not flow.head or flow.head[-1].bias is not None \
             or flow.head[-1].activation != "linear":
-        raise UnsupportedError(f"{describe(node)}: adds a constant that is not the bias of a dense layer")
+        raise OutsideNeutralShapeError(f"{describe(node)}: adds a constant that is not the bias of a dense layer",
+                                       layer=describe(node))
     bias = _bias_vector(walk, node, node.input[1 - data_slot], flow.width)
     if bias.dtype != flow.dtype:
         raise UnsupportedError(f"{describe(node)}: bias is {bias.dtype} but its input is {flow.dtype}")
@@ -328,7 +338,8 @@ def activation(walk: "GraphWalk", node, out_index: int) -> Flow:
         if axis % flow.rank != flow.rank - 1:
             raise UnsupportedError(f"{describe(node)}: softmax over axis {axis}, not the features")
     if flow.kind != "features" or not flow.head or flow.head[-1].activation != "linear":
-        raise UnsupportedError(f"{describe(node)}: an activation that does not follow a dense layer cannot be placed")
+        raise OutsideNeutralShapeError(f"{describe(node)}: an activation that does not follow a dense layer cannot "
+                                       "be placed", layer=describe(node))
     return flow.evolve(head=flow.head[:-1] + (replace(flow.head[-1], activation=name),))
 
 
