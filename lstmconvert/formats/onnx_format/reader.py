@@ -1,4 +1,21 @@
-"""``read``: an ONNX file -> the neutral model."""
+"""``read``: an ONNX file -> the neutral model.
+
+How the reader is built, one job per module:
+
+- ``graph_index``: producers, consumers and constant folding over the graph (``node_arguments``,
+  a leaf, reads op arguments in every opset; ``symbolic`` follows run-time shape computations).
+- ``graph_reader``: checks on the graph as a whole (outputs, inputs, stored weights, the output's
+  layout), then the walk, then the build.
+- ``graph_walk``: asks, from the graph output back, what each tensor on the data path holds (a
+  ``flow.Flow``), dispatching on op type through ``op_handlers.HANDLERS``. Layout ops are rules of
+  the flow algebra in ``layout``; LSTM nodes, how their outputs are read and tf2onnx's split
+  directions are ``lstm_stack`` (with ``lstm_node`` decoding one node's weights).
+- ``model_builder``: assembles the ``SequenceModel`` from the walk's immutable records once the
+  walk is over, so nothing is patched into half-built layers.
+
+A node that has no place in ``[embedding] -> LSTM stack -> [dense head]`` is refused with
+``OutsideNeutralShapeError`` naming it, which lets ``convert`` widen such a file in place instead.
+"""
 
 from __future__ import annotations
 
