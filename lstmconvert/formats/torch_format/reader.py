@@ -7,10 +7,11 @@ names and shapes, ``module_tree`` adds what a file holding modules records besid
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
-from ...errors import ReadError
+from ...errors import OutsideNeutralShapeError, ReadError
 from ...model import HEAD_ACTIVATIONS, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from .checkpoint import Checkpoint, load_checkpoint
@@ -77,12 +78,30 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
     leftover += checkpoint.other
     if leftover:
         shown = ", ".join(leftover[:8]) + (f" and {len(leftover) - 8} more" if len(leftover) > 8 else "")
-        raise ReadError(
+        layer = _layer_of(path, checkpoint, leftover[0])
+        error = ReadError if layer is None else functools.partial(_outside_neutral_shape, layer=layer)
+        raise error(
             path,
             f"has entries outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
             "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)"
             + _weight_norm_note(leftover),
         )
+
+
+def _outside_neutral_shape(path: Path, problem: str, layer: str) -> OutsideNeutralShapeError:
+    return OutsideNeutralShapeError(f"{path}: {problem}", layer)
+
+
+def _layer_of(path: Path, checkpoint: Checkpoint, key: str) -> Optional[str]:
+    """"Conv1d 'conv'" for a tensor key (its module's kind as the shapes tell), None for a non-tensor entry."""
+    if key not in checkpoint.tensors:
+        return None
+    from .edit_plan import modules_of
+
+    for prefix, module in modules_of(path, checkpoint.tensors).items():
+        if key in module.keys:
+            return f"{module.kind} '{prefix or '<root>'}'"
+    return None
 
 
 def _weight_norm_note(keys: list) -> str:
