@@ -32,6 +32,7 @@ from .naming import join
 WIDENABLE = ("Linear", "Conv1d", "LSTM")
 # Normalisations: widened only with --no-preserve, new features get the module's default init.
 NORM_DEFAULTS = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0, "running_var": 1.0}
+NO_PRESERVE_NOTE = "--no-preserve widens it anyway (new features: weight 1, bias 0, running mean 0, variance 1)"
 
 
 @dataclass
@@ -217,8 +218,7 @@ def consumer_of(module: Module, width: int) -> Consumer:
                                                                     "weight", width))
         mixes = "normalises over the features" if kind == "LayerNorm" else "rescales each feature with running statistics"
         problem = (f"'{module.prefix}' looks like a {kind} ({module.summary()}): it {mixes}, so the backward half "
-                   "changes what it outputs and the model cannot compute what it did; refused (--no-preserve widens "
-                   "it anyway, new features with weight 1, bias 0)")
+                   "changes what it outputs and the model cannot compute what it did")
         return Consumer(module.prefix, kind, changes, problem)
     if kind == "MultiheadAttention":
         return Consumer(module.prefix, kind, [], (
@@ -276,7 +276,8 @@ def plan(source: Source, request: EditRequest) -> Plan:
         takes = input_width(module)
         consumer = consumer_of(module, takes if takes in widths else min(widths))
         if consumer.problem and (request.preserve or not consumer.changes):
-            raise UnsupportedError(f"--consumer {name}: {consumer.problem}")
+            anyway = f"; {NO_PRESERVE_NOTE}" if consumer.changes else ""
+            raise UnsupportedError(f"--consumer {name}: {consumer.problem}; refused{anyway}")
         consumers.append(consumer)
     result = Plan(source, modules, lstms, consumers, request)
     result.warnings = [c.problem for c in consumers if c.problem]

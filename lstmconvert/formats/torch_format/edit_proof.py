@@ -19,7 +19,7 @@ import torch
 from ...errors import UnsupportedError
 from ...options import EditRequest
 from .checkpoint import LSTM_KEY
-from .edit_plan import consumer_of, input_width, lstm_list, modules_of, normalise, open_source
+from .edit_plan import NO_PRESERVE_NOTE, consumer_of, input_width, lstm_list, modules_of, normalise, open_source
 
 
 def describe_edit(path: Path, request: EditRequest) -> list:
@@ -51,7 +51,8 @@ def describe_edit(path: Path, request: EditRequest) -> list:
             takes = input_width(module)
             consumer = consumer_of(module, takes if takes in widths else min(widths))
             row["role"] = "consumer"
-            row["change"] = (f"refused: {consumer.problem}" if consumer.problem else
+            anyway = f" ({NO_PRESERVE_NOTE})" if consumer.changes else ""
+            row["change"] = (f"refused: {consumer.problem}{anyway}" if consumer.problem else
                              "; ".join(_widened_shape(source.tensors[c.key], c.key[len(prefix) + 1:] if prefix else c.key)
                                        for c in consumer.changes) + " (zeros for the backward half)")
         elif widths and input_width(module) in widths and module.kind in ("Linear", "Conv1d", "LSTM"):

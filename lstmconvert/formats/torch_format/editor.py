@@ -34,7 +34,8 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     """Write ``dst``: ``src`` with ``request.lstms`` bidirectional and ``request.consumers`` widened."""
     the_plan = plan(open_source(src), request)
     for problem in the_plan.warnings:
-        warnings.warn(f"the widened model is not function-preserving: {problem}", PreservationWarning, stacklevel=2)
+        warnings.warn(f"the widened model is not function-preserving: {problem}; widened anyway (--no-preserve)",
+                      PreservationWarning, stacklevel=2)
     if request.backward == "zeros" and request.preserve:
         warnings.warn("--backward zeros with --merge concat gives a backward direction that never trains (its output "
                       "and the weights reading it are all zero, so their gradients are exactly 0); use --backward "
@@ -123,7 +124,7 @@ def rebuilt(the_plan: Plan, groups: dict, replaced: dict) -> object:
 def preservation_of(the_plan: Plan) -> Preservation:
     consumers = ", ".join(f"'{c.prefix}'" for c in the_plan.consumers)
     if not the_plan.request.preserve:
-        return Preservation("none", "--no-preserve gives the backward half fresh weights in "
+        return Preservation("none", "--no-preserve gives the backward half non-zero weights in "
                                     f"{consumers or 'the stacked layers'}")
     if not the_plan.consumers:
         return Preservation("forward-half", "no consumer named: the LSTM's output sequence doubles in width and its "
