@@ -292,8 +292,26 @@ def test_crnn_refusals(tmp_path, capsys, args, words):
 
 def test_cross_format_request_is_refused(tmp_path, capsys):
     code, out, err = run_cli(capsys, "convert", FIXTURES / "crnn.pt", "-o", tmp_path / "crnn.onnx")
-    assert code == 2 and out == "" and "conv.weight" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "holds Conv1d 'conv': widen it in its own format (.pt), or convert the LSTM stack alone with --lstm" in err
+    code, out, err = run_cli(capsys, "convert", FIXTURES / "crnn.pt", "-o", tmp_path / "crnn.onnx", "--lstm", "fc")
+    assert code == 2 and out == "" and "--lstm fc: no nn.LSTM" in err and "'rnn'" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_lstm_stack_alone_goes_to_another_format(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    dst = tmp_path / "rnn_bi.onnx"
+    code, _, err = run_cli(capsys, "convert", FIXTURES / "crnn.pt", "-o", dst, "--lstm", "rnn", "--batch-first")
+    assert code == 0, err
+    source = load_into(CRNN(), FIXTURES / "crnn.pt")
+    with torch.no_grad():
+        x = torch.as_tensor(REFERENCE["crnn_x"])
+        features = torch.relu(source.conv(x.transpose(1, 2))).transpose(1, 2)
+        want = source.rnn(features)[0]
+    got = lstmconvert.run(dst, features.numpy())  # onnxruntime
+    assert got.shape == (4, 10, 32)
+    assert_close(torch.as_tensor(got[..., :16]), want)  # the forward half is the source's LSTM output
 
 
 def test_layernorm_consumer_refused_unless_no_preserve(tmp_path, capsys):

@@ -24,7 +24,7 @@ from ...options import EditRequest, EditResult
 from ...widening import Initialiser, backward_direction, widen_consumer
 from .edit_plan import Plan, open_source, plan
 from .naming import PARAM_NAMES, lstm_key
-from .tensors import to_numpy, to_tensor
+from .tensors import tensor_view, to_numpy
 
 # Entries of a checkpoint that hold an optimizer's per-parameter state (their shapes are the old ones).
 OPTIMIZER_HINTS = ("optimizer", "optim")
@@ -64,13 +64,13 @@ def widened_tensors(the_plan: Plan) -> tuple:
     replaced = {}
     for consumer in inputs.values():
         for change in consumer.changes:
-            array = to_numpy(tensors[change.key], change.key)
+            array = to_numpy(tensors[change.key], change.key, exclusive=True)  # a view, never written to
             if change.fill is not None:  # a normalisation's parameter, widened only with --no-preserve
                 new = np.concatenate([array, np.full_like(array, change.fill)])
             else:
                 new = widen_consumer(array, merge="concat", preserve=request.preserve, init=init, axis=change.axis,
                                      fan_in_rows=change.fan_in_rows)
-            replaced[change.key] = to_tensor(new)
+            replaced[change.key] = tensor_view(new)
     return groups, replaced
 
 
@@ -80,7 +80,7 @@ def _widened_lstm(module, tensors: dict, request: EditRequest, init: Initialiser
     for layer in range(module.lstm.num_layers):
         keys = {name: lstm_key(module.prefix, param, layer, False) for name, param in PARAM_NAMES.items()}
         keys = {name: key for name, key in keys.items() if key in tensors}
-        arrays = {name: to_numpy(tensors[key], key) for name, key in keys.items()}
+        arrays = {name: to_numpy(tensors[key], key, exclusive=True) for name, key in keys.items()}  # views
         widened_input = layer > 0 or reads_widened
         if widened_input:  # reads [forward | backward] of the layer (or LSTM) before it
             arrays["w_ih"] = widen_consumer(arrays["w_ih"], merge="concat", preserve=request.preserve, init=init,
@@ -88,9 +88,9 @@ def _widened_lstm(module, tensors: dict, request: EditRequest, init: Initialiser
         forward = LSTMDirection(**arrays)
         backward = backward_direction(forward, request.backward, init)
         for name, key in keys.items():
-            out[key] = to_tensor(arrays[name]) if name == "w_ih" and widened_input else tensors[key]
-        for name in keys:
-            out[lstm_key(module.prefix, PARAM_NAMES[name], layer, True)] = to_tensor(getattr(backward, name))
+            out[key] = tensor_view(arrays[name]) if name == "w_ih" and widened_input else tensors[key]
+        for name in keys:  # a copied direction shares the forward memory here; torch.save writes it twice
+            out[lstm_key(module.prefix, PARAM_NAMES[name], layer, True)] = tensor_view(getattr(backward, name))
     return out
 
 

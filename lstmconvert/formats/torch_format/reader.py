@@ -28,6 +28,8 @@ IGNORED_SUFFIXES = ("num_batches_tracked",)
 def read(path: Path, hints: ReadHints) -> SequenceModel:
     """Read a PyTorch LSTM model; see ``checkpoint`` (safety) and ``discover`` (structure)."""
     checkpoint = load_checkpoint(path)
+    if hints.lstm is not None:
+        _keep_lstm_alone(path, checkpoint, hints)
     config: Optional[SequenceLSTMConfig] = None
     if checkpoint.blob is not None:
         try:
@@ -45,7 +47,25 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
     activations = _head_activations(path, naming, config, hints, checkpoint)
     exclusive = exclusive_keys(checkpoint.tensors)  # their memory is taken over, not copied
     arrays = {key: to_numpy(checkpoint.tensors[key], key, key in exclusive) for key in used}
-    return _build(naming, arrays, config, hints, checkpoint, activations)
+    model = _build(naming, arrays, config, hints, checkpoint, activations)
+    if hints.lstm is not None:
+        model.meta["lstm_alone"] = hints.lstm
+    return model
+
+
+def _keep_lstm_alone(path: Path, checkpoint: Checkpoint, hints: ReadHints) -> None:
+    """Narrow the checkpoint to one nn.LSTM (``hints.lstm``), read as a pure model taking features."""
+    from .edit_plan import lstm_list, modules_of, normalise
+
+    if hints.embedding is not None or hints.head is not None:
+        raise ReadError(path, "--embedding/--head do not apply when --lstm reads one LSTM alone")
+    modules = modules_of(path, checkpoint.tensors)
+    module = modules.get(normalise(hints.lstm))
+    if module is None or module.kind != "LSTM":
+        raise ReadError(path, f"--lstm {hints.lstm}: no nn.LSTM under that prefix; LSTM prefixes found: "
+                              f"{lstm_list(modules)}")
+    checkpoint.tensors = {key: checkpoint.tensors[key] for key in module.keys}
+    checkpoint.other, checkpoint.blob = [], None
 
 
 def _used_keys(path: Path, checkpoint: Checkpoint, naming: Naming) -> list:
