@@ -343,3 +343,37 @@ def test_state_dict_order_kept_for_a_pure_stack(tmp_path):
     assert list(edited) == list(converted)
     assert all(bits_equal(edited[k], converted[k]) for k in edited)  # same widening rule, same tensors
     assert isinstance(edited, OrderedDict)
+
+
+def test_projection_lstm_and_bfloat16_keep_their_shapes_and_dtypes(tmp_path):
+    from torch_helpers import Tagger, load_user, tokens
+
+    src, dst = Path(__file__).resolve().parent.parent / "fixtures" / "torch" / "tagger_proj.pt", tmp_path / "proj_bi.pt"
+    lstmconvert.widen_in_place(src, dst, lstm=["lstm"], consumers=["fc"], backward="random")
+    source = load_user(Tagger, src, hidden=12, proj_size=6)
+    widened = load_user(Tagger, dst, hidden=12, proj_size=6, bidirectional=True)
+    with torch.no_grad():
+        assert_close(widened(tokens(0, 7, 3)), source(tokens(0, 7, 3)))
+
+    state = {k: v.to(torch.bfloat16) for k, v in torch.load(FIXTURES / "crnn.pt", weights_only=True).items()}
+    torch.save(state, tmp_path / "crnn_bf16.pt")
+    lstmconvert.widen_in_place(tmp_path / "crnn_bf16.pt", tmp_path / "crnn_bf16_bi.pt", lstm=["rnn"], consumers=["fc"])
+    after = torch.load(tmp_path / "crnn_bf16_bi.pt", weights_only=True)
+    assert {t.dtype for t in after.values()} == {torch.bfloat16}
+    assert prove_edit(tmp_path / "crnn_bf16.pt", tmp_path / "crnn_bf16_bi.pt", EditRequest())[0]
+
+
+def test_a_bare_lstm_and_a_checkpoint_with_objects_it_cannot_write_back(tmp_path, capsys):
+    import argparse
+
+    torch.manual_seed(0)
+    torch.save(nn.LSTM(3, 4).state_dict(), tmp_path / "bare.pt")
+    result = lstmconvert.widen_in_place(tmp_path / "bare.pt", tmp_path / "bare_bi.pt", lstm=["<root>"])
+    assert result.widened == [""] and result.preservation.status == "forward-half"
+    nn.LSTM(3, 4, bidirectional=True).load_state_dict(torch.load(tmp_path / "bare_bi.pt", weights_only=True))
+
+    src = tmp_path / "args.pt"
+    torch.save({"args": argparse.Namespace(lr=0.1), "model": torch.load(FIXTURES / "crnn.pt", weights_only=True)}, src)
+    code, out, err = run_cli(capsys, "convert", src, "-o", tmp_path / "args_bi.pt", "--lstm", "rnn", "--consumer", "fc")
+    assert code == 2 and out == "" and "argparse.Namespace" in err and "write them back" in err
+    assert not (tmp_path / "args_bi.pt").exists()

@@ -191,8 +191,10 @@ def lstm_list(modules: dict) -> str:
 
 
 def normalise(prefix: str) -> str:
-    """A user's prefix as the file's keys carry it: no wrapper prefix, no ``.weight``, no trailing dot."""
-    return _normalise_hint(prefix).strip(".")
+    """A user's prefix as the file's keys carry it: no wrapper prefix, no ``.weight``, no trailing dot
+    ("<root>", as messages show it, is the bare module's empty prefix)."""
+    name = _normalise_hint(prefix).strip(".")
+    return "" if name == "<root>" else name
 
 
 # -- consumers ----------------------------------------------------------------------------------
@@ -232,8 +234,9 @@ def consumer_of(module: Module, width: int) -> Consumer:
 
 def _width_problem(module: Module, takes: int, param: str, width: int) -> str:
     shape = "x".join(map(str, module.shapes.get(param, ())))
+    grouped = "; a grouped Conv1d (groups > 1) cannot be widened" if module.kind == "Conv1d" else ""
     return (f"'{module.prefix}' ({module.kind}, {param} {shape}) takes {takes} input features, but the LSTM output "
-            f"it would read is {width} wide; name only modules that read the widened LSTM's output sequence")
+            f"it would read is {width} wide; name only modules that read the widened LSTM's output sequence{grouped}")
 
 
 # -- the plan -----------------------------------------------------------------------------------
