@@ -14,6 +14,7 @@ into what follows, so they are refused unless preservation is switched off.
 
 from __future__ import annotations
 
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,7 +111,9 @@ def open_source(path: Path) -> Source:
                 "checkpoints (the archive's code would still build the unidirectional module): widen the module "
                 "in your code and save its state_dict, or convert the pure LSTM model with lstmconvert convert")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as the reader: torch's notes about old formats are not the user's
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:
         checkpoint = load_checkpoint(path)  # raises the reader's precise ReadError
         raise UnsupportedError(
@@ -168,7 +171,8 @@ def _classify(path: Path, module: Module, shapes: dict) -> tuple:
         entries = {}
         for key in module.keys:
             match = LSTM_KEY.match(key)
-            entries[(int(match["layer"]), bool(match["reverse"]), match["param"])] = key
+            if match:
+                entries[(int(match["layer"]), bool(match["reverse"]), match["param"])] = key
         try:
             return "LSTM", _lstm_module(path, module.prefix, entries, shapes)
         except ReadError:
@@ -218,7 +222,8 @@ def consumer_of(module: Module, width: int) -> Consumer:
         if shapes.get("weight", (width,)) != (width,) or not changes:
             return Consumer(module.prefix, kind, [], _width_problem(module, (shapes.get("weight") or [0])[0],
                                                                     "weight", width))
-        mixes = "normalises over the features" if kind == "LayerNorm" else "rescales each feature with running statistics"
+        mixes = ("normalises over the features" if kind == "LayerNorm"
+                 else "rescales each feature with running statistics")
         problem = (f"'{module.prefix}' looks like a {kind} ({module.summary()}): it {mixes}, so the backward half "
                    "changes what it outputs and the model cannot compute what it did")
         return Consumer(module.prefix, kind, changes, problem)

@@ -34,7 +34,8 @@ def describe_edit(path: Path, request: EditRequest) -> list:
     named = [normalise(p) for p in request.lstms]
     for name in named:
         if name not in modules or modules[name].kind != "LSTM":
-            raise UnsupportedError(f"--lstm {name}: no nn.LSTM under that prefix; LSTM prefixes found: {lstm_list(modules)}")
+            raise UnsupportedError(f"--lstm {name}: no nn.LSTM under that prefix; LSTM prefixes found: "
+                                   f"{lstm_list(modules)}")
     lstms = named or [p for p, m in modules.items() if m.kind == "LSTM" and not m.lstm.bidirectional]
     consumers = [normalise(p) for p in request.consumers]
     for name in consumers:
@@ -53,8 +54,9 @@ def describe_edit(path: Path, request: EditRequest) -> list:
             row["role"] = "consumer"
             anyway = f" ({NO_PRESERVE_NOTE})" if consumer.changes else ""
             row["change"] = (f"refused: {consumer.problem}{anyway}" if consumer.problem else
-                             "; ".join(_widened_shape(source.tensors[c.key], c.key[len(prefix) + 1:] if prefix else c.key)
-                                       for c in consumer.changes) + " (zeros for the backward half)")
+                             "; ".join(_widened_shape(source.tensors[c.key], c.key[len(prefix) + 1:] if prefix
+                                                      else c.key) for c in consumer.changes)
+                             + " (zeros for the backward half)")
         elif widths and input_width(module) in widths and module.kind in ("Linear", "Conv1d", "LSTM"):
             row["change"] = (f"takes {input_width(module)} features, as wide as the LSTM's output: if it reads it, "
                              f"name it with --consumer {prefix}")
