@@ -48,6 +48,9 @@ def describe_edit(path: Path, request: EditRequest) -> list:
                "tensors": module.summary()}
         if prefix in lstms:
             row["role"], row["change"] = "lstm", _lstm_change(module, named_by_user=bool(named))
+            if prefix in consumers and not module.lstm.bidirectional:  # it also reads another widened LSTM
+                weight = source.tensors[module.param("weight_ih_l0")]
+                row["change"] += f"; reads the widened output: {_widened_shape(weight, 'weight_ih_l0')}"
         elif prefix in consumers and widths:
             takes = input_width(module)
             consumer = consumer_of(module, takes if takes in widths else min(widths))
@@ -71,6 +74,8 @@ def describe_edit(path: Path, request: EditRequest) -> list:
 
 def _lstm_change(module, named_by_user: bool) -> str:
     m = module.lstm
+    if m.bidirectional:
+        return "already bidirectional: nothing to widen"
     fields = sum(1 for k in module.keys if k.endswith("_l0"))
     change = f"bidirectional: adds {fields * m.num_layers} *_reverse tensors"
     if m.num_layers > 1:
