@@ -152,6 +152,7 @@ def test_crnn_widened_in_place_strict_loads_and_computes_the_source(tmp_path, ca
     before = torch.load(src, weights_only=True)
     after = torch.load(dst, weights_only=True)
     assert list(after) == list(widened.state_dict())  # nn.LSTM's own key order
+    assert after._metadata == before._metadata
     for key in ("conv.weight", "conv.bias", "fc.bias", "rnn.weight_ih_l0", "rnn.weight_hh_l0", "rnn.bias_ih_l0",
                 "rnn.bias_hh_l0", "rnn.weight_hh_l1", "rnn.bias_ih_l1", "rnn.bias_hh_l1"):
         assert bits_equal(after[key], before[key]), key
@@ -282,6 +283,7 @@ def test_lstm_reading_lstm_and_conv1d_consumer(tmp_path):
     (("--lstm", "rnn", "--consumer", "head"), ["--consumer head", "no module", "'fc' (Linear)"]),
     (("--lstm", "rnn", "--consumer", "conv"), ["--consumer conv", "takes 4 input features", "16 wide"]),
     (("--lstm", "rnn", "--consumer", "fc", "--merge", "sum"), ["--merge sum", "concatenates"]),
+    (("--lstm", "rnn", "--consumer", "fc", "--batch-first"), ["--batch-first does not apply"]),
 ])
 def test_crnn_refusals(tmp_path, capsys, args, words):
     dst = tmp_path / "out.pt"
@@ -331,6 +333,8 @@ def test_torchscript_archives_are_not_edited(tmp_path):
     script = Path(__file__).resolve().parent.parent / "fixtures" / "torch" / "tagger_script.pt"
     with pytest.raises(UnsupportedError, match="TorchScript"):
         lstmconvert.widen_in_place(script, tmp_path / "out.pt", lstm=["lstm"], consumers=["fc"])
+    with pytest.raises(UnsupportedError, match="not a torch.export program"):
+        lstmconvert.widen_in_place(FIXTURES / "crnn.pt", tmp_path / "out.pt2", lstm=["rnn"], consumers=["fc"])
     assert list(tmp_path.iterdir()) == []
 
 

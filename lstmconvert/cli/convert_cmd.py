@@ -47,6 +47,9 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
     consumers = tuple(c.strip() for group in consumers for c in group.split(",") if c.strip())
     hints = hints_from(kwargs)
     if consumers or (lstms and _same_format(src, dst, src_format, dst_format)):
+        if hints:  # they describe how to read a pure LSTM model; an in-place edit reads none
+            raise LstmConvertError(f"{src}: --{next(iter(hints)).replace('_', '-')} does not apply to in-place "
+                                   "widening (--lstm/--consumer with DST in the source's format)")
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
                                lstms, consumers, keep_direction=keep_direction, dtype=dtype, opset=opset)
     if lstms:  # another format: the named LSTM alone, read as a pure model (features in, sequence out)

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from ...convert import Preservation, PreservationWarning, UntrainableWarning
+from ...errors import UnsupportedError
 from ...model import LSTMDirection
 from ...options import EditRequest, EditResult
 from ...widening import Initialiser, backward_direction, widen_consumer
 from .edit_plan import Plan, open_source, plan
 from .naming import PARAM_NAMES, lstm_key
 from .tensors import tensor_view, to_numpy
+from .writer import PROGRAM_SUFFIX
 
 # Entries of a checkpoint that hold an optimizer's per-parameter state (their shapes are the old ones).
 OPTIMIZER_HINTS = ("optimizer", "optim")
@@ -32,6 +34,9 @@ OPTIMIZER_HINTS = ("optimizer", "optim")
 
 def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     """Write ``dst``: ``src`` with ``request.lstms`` bidirectional and ``request.consumers`` widened."""
+    if dst.suffix.lower() == PROGRAM_SUFFIX:
+        raise UnsupportedError(f"in-place widening writes a torch.save state_dict, not a torch.export program "
+                               f"({PROGRAM_SUFFIX}); give the output a .pt or .pth name")
     the_plan = plan(open_source(src), request)
     for problem in the_plan.warnings:
         warnings.warn(f"the widened model is not function-preserving: {problem}; widened anyway (--no-preserve)",
