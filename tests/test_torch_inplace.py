@@ -382,3 +382,16 @@ def test_a_bare_lstm_and_a_checkpoint_with_objects_it_cannot_write_back(tmp_path
     code, out, err = run_cli(capsys, "convert", src, "-o", tmp_path / "args_bi.pt", "--lstm", "rnn", "--consumer", "fc")
     assert code == 2 and out == "" and "argparse.Namespace" in err and "write them back" in err
     assert not (tmp_path / "args_bi.pt").exists()
+
+
+def test_a_head_that_can_chain_stays_a_pure_stack_question(tmp_path):
+    """Linear(W, W) -> Linear(W, n) both take the LSTM's width: --head settles it, nothing is widened in place."""
+    torch.manual_seed(0)
+    lstm, fc1, fc2 = nn.LSTM(4, 6), nn.Linear(6, 6), nn.Linear(6, 2)
+    state = {**{f"lstm.{k}": v for k, v in lstm.state_dict().items()},
+             **{f"fc1.{k}": v for k, v in fc1.state_dict().items()}, **{f"fc2.{k}": v for k, v in fc2.state_dict().items()}}
+    torch.save(state, tmp_path / "mlp.pt")
+    with pytest.raises(lstmconvert.ReadError, match="--head") as caught:
+        lstmconvert.load(tmp_path / "mlp.pt")
+    assert not isinstance(caught.value, OutsideNeutralShapeError)
+    assert len(lstmconvert.load(tmp_path / "mlp.pt", head="fc1:relu,fc2").head) == 2
