@@ -194,6 +194,11 @@ def lstm_list(modules: dict) -> str:
     return ", ".join(f"'{m.prefix or '<root>'}' ({m.summary()})" for m in lstms) or "none"
 
 
+def _others(modules: dict) -> str:
+    listed = [f"'{p}' ({m.kind})" for p, m in modules.items() if m.kind != "LSTM"]
+    return ", ".join(listed[:8]) + (f" and {len(listed) - 8} more" if len(listed) > 8 else "") if listed else "none"
+
+
 def normalise(prefix: str) -> str:
     """A user's prefix as the file's keys carry it: no wrapper prefix, no ``.weight``, no trailing dot
     ("<root>", as messages show it, is the bare module's empty prefix)."""
@@ -261,7 +266,8 @@ def plan(source: Source, request: EditRequest) -> Plan:
         raise UnsupportedError(
             "widening an nn.LSTM inside a state_dict of any shape needs it named with --lstm PREFIX and the modules "
             "that read its output sequence with --consumer PREFIX[,PREFIX] (a state_dict holds no graph to find "
-            f"them in); LSTM prefixes found: {found}")
+            f"them in); LSTM prefixes found: {found}; other modules: {_others(modules)} (lstmconvert inspect "
+            "shows what widening would change)")
     lstms = []
     for name in dict.fromkeys(normalise(p) for p in request.lstms):
         module = modules.get(name)

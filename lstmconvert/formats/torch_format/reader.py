@@ -98,7 +98,8 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
     leftover += checkpoint.other
     if leftover:
         shown = ", ".join(leftover[:8]) + (f" and {len(leftover) - 8} more" if len(leftover) > 8 else "")
-        layer = _layer_of(path, checkpoint, leftover[0])
+        # Other layers make it a model to widen in place; a non-tensor entry or a weight-normed head does not.
+        layer = None if _weight_norm_note(leftover) else _layer_of(path, checkpoint, leftover[0])
         error = ReadError if layer is None else functools.partial(_outside_neutral_shape, layer=layer)
         raise error(
             path,
