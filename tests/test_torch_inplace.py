@@ -262,6 +262,22 @@ def test_checkpoint_wrapper_and_other_entries_kept(tmp_path, capsys):
     assert prove_edit(src, dst, EditRequest(lstms=("rnn",), consumers=("fc",)))[0]
 
 
+def test_lightning_style_checkpoint(tmp_path):
+    state = torch.load(FIXTURES / "attention.pt", weights_only=True)
+    checkpoint = {"epoch": 2, "global_step": 40, "state_dict": OrderedDict((f"model.{k}", v) for k, v in state.items()),
+                  "loops": {"fit_loop": {"epoch_progress": {"current": 2}}}, "hyper_parameters": {"hidden": 16}}
+    src, dst = tmp_path / "last.ckpt", tmp_path / "last_bi.ckpt"
+    torch.save(checkpoint, src)
+    lstmconvert.widen_in_place(src, dst, lstm=["model.rnn"], consumers=["model.attn", "model.fc"])
+    after = torch.load(dst, weights_only=True)
+    assert list(after) == list(checkpoint) and after["loops"] == checkpoint["loops"]
+    widened = AttentionClassifier(bidirectional=True)
+    widened.load_state_dict({k[len("model."):]: v for k, v in after["state_dict"].items()}, strict=True)
+    tokens = torch.as_tensor(REFERENCE["attention_tokens"])
+    with torch.no_grad():
+        assert_close(widened.eval()(tokens), REFERENCE["attention_y"])
+
+
 # -- Conv1d and LSTM consumers, two widened LSTMs ---------------------------------------------------
 def test_lstm_reading_lstm_and_conv1d_consumer(tmp_path):
     torch.manual_seed(0)
