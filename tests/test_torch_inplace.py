@@ -404,8 +404,8 @@ def test_a_head_that_can_chain_stays_a_pure_stack_question(tmp_path):
     """Linear(W, W) -> Linear(W, n) both take the LSTM's width: --head settles it, nothing is widened in place."""
     torch.manual_seed(0)
     lstm, fc1, fc2 = nn.LSTM(4, 6), nn.Linear(6, 6), nn.Linear(6, 2)
-    state = {**{f"lstm.{k}": v for k, v in lstm.state_dict().items()},
-             **{f"fc1.{k}": v for k, v in fc1.state_dict().items()}, **{f"fc2.{k}": v for k, v in fc2.state_dict().items()}}
+    state = {f"{name}.{k}": v for name, module in (("lstm", lstm), ("fc1", fc1), ("fc2", fc2))
+             for k, v in module.state_dict().items()}
     torch.save(state, tmp_path / "mlp.pt")
     with pytest.raises(lstmconvert.ReadError, match="--head") as caught:
         lstmconvert.load(tmp_path / "mlp.pt")
