@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...convert import Preservation, PreservationWarning, UntrainableWarning
 from ...errors import UnsupportedError
@@ -46,8 +47,6 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
                       "and the weights reading it are all zero, so their gradients are exactly 0); use --backward "
                       "copy or random to fine-tune", UntrainableWarning, stacklevel=2)
     groups, replaced = widened_tensors(the_plan)
-    import torch
-
     torch.save(rebuilt(the_plan, groups, replaced), dst)
     return EditResult(
         widened=[m.prefix for m in the_plan.lstms],
