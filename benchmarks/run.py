@@ -6,7 +6,8 @@
 
 Sections: start (CLI start-up, frameworks each conversion imports), tagger (the fixture taggers
 against users' export scripts), scale (a 1.5 GB bidirectional model), inference (onnxruntime
-latency against torch.onnx.export's file), growth (time against output size). Every figure is a
+latency against torch.onnx.export's file), growth (time against output size), inplace (widening inside
+a CRNN-style model against a pure stack of the same size). Every figure is a
 median of repeated measurements, baselines are measured beside it in the same run, and anything
 that involves start-up runs as a cold subprocess. Prints one table; exits 1 if a measurement failed.
 """
@@ -29,9 +30,10 @@ from .machine import describe  # noqa: E402
 from .measure import use_lstmconvert_from  # noqa: E402
 from .presets import PRESETS  # noqa: E402
 from .report import render_markdown, render_text  # noqa: E402
-from .sections import cli_start, growth, inference, scale, tagger  # noqa: E402
+from .sections import cli_start, growth, inference, inplace, scale, tagger  # noqa: E402
 
-SECTIONS = {"start": cli_start, "tagger": tagger, "scale": scale, "inference": inference, "growth": growth}
+SECTIONS = {"start": cli_start, "tagger": tagger, "scale": scale, "inference": inference, "growth": growth,
+            "inplace": inplace}
 
 
 def main(argv=None) -> int:

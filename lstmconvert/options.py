@@ -15,12 +15,15 @@ class ReadHints:
       activation after it, which a state_dict does not record.
     * ``batch_first``: None keeps the format's default (PyTorch: seq-first; Keras: batch-first).
     * ``readout``: "sequence" or "last"; None keeps what the file says (PyTorch default: sequence).
+    * ``lstm``: read only this LSTM (state_dict prefix), features in, as a pure model, ignoring the rest
+      of the file (PyTorch; a reader that honours it records it in ``meta["lstm_alone"]``).
     """
 
     embedding: Optional[str] = None
     head: Optional[str] = None
     batch_first: Optional[bool] = None
     readout: Optional[str] = None
+    lstm: Optional[str] = None
 
 
 @dataclass(frozen=True)

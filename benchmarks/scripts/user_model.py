@@ -25,6 +25,22 @@ class Tagger(nn.Module):
         return self.fc(out)
 
 
+class ConvTagger(Tagger):
+    """Tagger with a Conv1d front end between the embedding and the LSTM (a CRNN over token embeddings):
+    outside the pure-stack shape, so lstmconvert widens it in place; the same size as Tagger, give or
+    take the conv's embed x embed x 3 weights."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, layers: int, tags: int,
+                 bidirectional: bool = False) -> None:
+        super().__init__(vocab, embed, hidden, layers, tags, bidirectional)
+        self.conv = nn.Conv1d(embed, embed, 3, padding=1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        features = torch.relu(self.conv(self.embed(tokens).permute(1, 2, 0))).permute(2, 0, 1)
+        out, _ = self.lstm(features)
+        return self.fc(out)
+
+
 def sizes_of(state: dict) -> dict:
     """Tagger's constructor arguments, read off a unidirectional state_dict's shapes."""
     vocab, embed = state["embed.weight"].shape

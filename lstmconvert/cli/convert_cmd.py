@@ -45,14 +45,29 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
     from ..errors import LstmConvertError, OutsideNeutralShapeError
 
     consumers = tuple(c.strip() for group in consumers for c in group.split(",") if c.strip())
-    if lstms or consumers:
+    hints = hints_from(kwargs)
+    if consumers or (lstms and _same_format(src, dst, src_format, dst_format)):
+        if hints:  # they describe how to read a pure LSTM model; an in-place edit reads none
+            raise LstmConvertError(f"{src}: --{next(iter(hints)).replace('_', '-')} does not apply to in-place "
+                                   "widening (--lstm/--consumer with DST in the source's format)")
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
                                lstms, consumers, keep_direction=keep_direction, dtype=dtype, opset=opset)
+    if lstms:  # another format: the named LSTM alone, read as a pure model (features in, sequence out)
+        if len(lstms) > 1:
+            raise LstmConvertError(f"{src}: a conversion to another format reads one LSTM alone; give one --lstm")
+        hints["lstm"] = lstms[0]
     try:
-        model = load(src, format=src_format, **hints_from(kwargs))
+        model = load(src, format=src_format, **hints)
+        if lstms and model.meta.get("lstm_alone") is None:
+            raise LstmConvertError(f"{src}: --lstm with another target format reads one LSTM alone, which the "
+                                   f"{model.meta.get('source_format')} reader does not do; widen in place instead "
+                                   "(DST in the source's format)")
     except OutsideNeutralShapeError as exc:
-        if keep_direction or not _same_format(src, dst, src_format, dst_format):
+        if keep_direction or lstms:
             raise
+        if not _same_format(src, dst, src_format, dst_format):
+            raise OutsideNeutralShapeError(f"{exc}; it holds {exc.layer}: widen it in its own format ({src.suffix}), "
+                                           "or convert the LSTM stack alone with --lstm", exc.layer) from exc
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
                                (), (), keep_direction=False, dtype=dtype, opset=opset)
     if dtype is not None and dtype != str(model.dtype):

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ...errors import ReadError
+from ...errors import OutsideNeutralShapeError, ReadError
 from ...options import ReadHints
 from .checkpoint import LSTM_KEY
 from .naming import LayerSlot, Naming, join, lstm_key
@@ -187,11 +187,12 @@ def _check_chain(path: Path, modules: list) -> None:
     for before, after in zip(modules, modules[1:]):
         if after.input_size != before.width:
             listed = ", ".join(m.describe() for m in modules)
-            raise ReadError(
-                path,
+            raise OutsideNeutralShapeError(
+                f"{path}: "
                 f"LSTM modules {before.describe()} (output width {before.width}) and {after.describe()} "
                 f"(input width {after.input_size}) do not chain; lstmconvert reads one stack of LSTMs "
                 f"(found {listed})",
+                f"LSTM {after.describe()}",
             )
 
 
@@ -266,8 +267,14 @@ def _head(path: Path, linears: list, width: int, last_lstm: int, hint: Optional[
     else:
         first = [g for g in after if g.in_features == width]
         if len(first) > 1:
-            raise ReadError(path, f"several Linear layers take the LSTM's {width} outputs: "
-                                  f"{', '.join(g.describe() for g in first)}; pass --head NAME")
+            # Two of them may chain (Linear(W, W) -> Linear(W, n)): a head --head can name. Otherwise
+            # several modules read the LSTM (attention pooling): outside the pure-stack shape.
+            chainable = any(a.out_features == b.in_features and a.position < b.position for a in first for b in first)
+            problem = (f"several Linear layers take the LSTM's {width} outputs: "
+                       f"{', '.join(g.describe() for g in first)}; pass --head NAME")
+            if chainable:
+                raise ReadError(path, problem)
+            raise OutsideNeutralShapeError(f"{path}: {problem}", f"Linear '{first[1].prefix}'")
         chain = first
     while chain and len(names) <= 1:  # follow the chain in key order while exactly one layer continues it
         nxt = [g for g in after if g.position > chain[-1].position and g.in_features == chain[-1].out_features

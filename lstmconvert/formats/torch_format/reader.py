@@ -7,10 +7,11 @@ names and shapes, ``module_tree`` adds what a file holding modules records besid
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
-from ...errors import ReadError
+from ...errors import OutsideNeutralShapeError, ReadError
 from ...model import HEAD_ACTIVATIONS, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from .checkpoint import Checkpoint, load_checkpoint
@@ -27,6 +28,8 @@ IGNORED_SUFFIXES = ("num_batches_tracked",)
 def read(path: Path, hints: ReadHints) -> SequenceModel:
     """Read a PyTorch LSTM model; see ``checkpoint`` (safety) and ``discover`` (structure)."""
     checkpoint = load_checkpoint(path)
+    if hints.lstm is not None:
+        _keep_lstm_alone(path, checkpoint, hints)
     config: Optional[SequenceLSTMConfig] = None
     if checkpoint.blob is not None:
         try:
@@ -44,7 +47,25 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
     activations = _head_activations(path, naming, config, hints, checkpoint)
     exclusive = exclusive_keys(checkpoint.tensors)  # their memory is taken over, not copied
     arrays = {key: to_numpy(checkpoint.tensors[key], key, key in exclusive) for key in used}
-    return _build(naming, arrays, config, hints, checkpoint, activations)
+    model = _build(naming, arrays, config, hints, checkpoint, activations)
+    if hints.lstm is not None:
+        model.meta["lstm_alone"] = hints.lstm
+    return model
+
+
+def _keep_lstm_alone(path: Path, checkpoint: Checkpoint, hints: ReadHints) -> None:
+    """Narrow the checkpoint to one nn.LSTM (``hints.lstm``), read as a pure model taking features."""
+    from .edit_plan import lstm_list, modules_of, normalise
+
+    if hints.embedding is not None or hints.head is not None:
+        raise ReadError(path, "--embedding/--head do not apply when --lstm reads one LSTM alone")
+    modules = modules_of(path, checkpoint.tensors)
+    module = modules.get(normalise(hints.lstm))
+    if module is None or module.kind != "LSTM":
+        raise ReadError(path, f"--lstm {hints.lstm}: no nn.LSTM under that prefix; LSTM prefixes found: "
+                              f"{lstm_list(modules)}")
+    checkpoint.tensors = {key: checkpoint.tensors[key] for key in module.keys}
+    checkpoint.other, checkpoint.blob = [], None
 
 
 def _used_keys(path: Path, checkpoint: Checkpoint, naming: Naming) -> list:
@@ -77,12 +98,31 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
     leftover += checkpoint.other
     if leftover:
         shown = ", ".join(leftover[:8]) + (f" and {len(leftover) - 8} more" if len(leftover) > 8 else "")
-        raise ReadError(
+        # Other layers make it a model to widen in place; a non-tensor entry or a weight-normed head does not.
+        layer = None if _weight_norm_note(leftover) else _layer_of(path, checkpoint, leftover[0])
+        error = ReadError if layer is None else functools.partial(_outside_neutral_shape, layer=layer)
+        raise error(
             path,
             f"has entries outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
             "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)"
             + _weight_norm_note(leftover),
         )
+
+
+def _outside_neutral_shape(path: Path, problem: str, layer: str) -> OutsideNeutralShapeError:
+    return OutsideNeutralShapeError(f"{path}: {problem}", layer)
+
+
+def _layer_of(path: Path, checkpoint: Checkpoint, key: str) -> Optional[str]:
+    """"Conv1d 'conv'" for a tensor key (its module's kind as the shapes tell), None for a non-tensor entry."""
+    if key not in checkpoint.tensors:
+        return None
+    from .edit_plan import modules_of
+
+    for prefix, module in modules_of(path, checkpoint.tensors).items():
+        if key in module.keys:
+            return f"{module.kind} '{prefix or '<root>'}'"
+    return None
 
 
 def _weight_norm_note(keys: list) -> str:
