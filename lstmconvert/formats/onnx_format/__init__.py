@@ -6,8 +6,10 @@ TensorFlow.
 
 from __future__ import annotations
 
+from .editor import describe_edit, edit
+from .graph_run import run_graph, signature
 from .reader import read
 from .runtime import run
 from .writer import write
 
-__all__ = ["read", "write", "run"]
+__all__ = ["read", "write", "run", "edit", "describe_edit", "signature", "run_graph"]
