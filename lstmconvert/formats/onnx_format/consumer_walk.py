@@ -19,6 +19,7 @@ from ...errors import UnsupportedError
 from ...widening import widen_consumer
 from .edit_context import EditContext
 from .graph_index import attribute, axes_argument, describe, slice_arguments
+from .symbolic import Dim
 from .wide_values import Wide
 
 _UNARY = {"Identity", "Relu", "Tanh", "Sigmoid", "LeakyRelu", "Elu", "Selu", "Celu", "Neg", "Abs", "Exp", "Erf",
@@ -40,7 +41,7 @@ _LINEAR = {"Identity", "Dropout", "Neg", "Squeeze", "Unsqueeze", "Transpose", "R
 
 def walk(ctx: EditContext, seeds: dict) -> dict:
     """Every value that carries a widened output, as {name: Wide}; records the consumers' new weights."""
-    wide = dict(seeds)
+    wide = ctx.wide = dict(seeds)
     for node in ctx.graph.node:
         states = [wide.get(name) if name else None for name in node.input]
         if not any(states):
@@ -255,8 +256,7 @@ def _reshape(ctx, node, states):
         raise UnsupportedError(f"{describe(node)}: reshapes a value whose widened features are not on its last axis")
     shape = ctx.value(node, 1)
     if shape is None:
-        raise UnsupportedError(f"{describe(node)}: its target shape is computed at run time, so the widened feature "
-                               "width cannot be placed in it")
+        return _reshape_to_computed_shape(ctx, node, state)
     shape = [int(s) for s in shape]
     last = shape[-1]
     if last == 0:
@@ -275,6 +275,44 @@ def _reshape(ctx, node, states):
         ctx.set_weight(node, 1, np.array(new_shape, dtype=np.int64))
         change = f"target shape {shape} -> {new_shape}"
     return _through(ctx, node, new_state, change)
+
+
+_FEATURES = "widened features"  # the symbol for the feature width when a shape is computed at run time
+
+
+def _reshape_to_computed_shape(ctx, node, state: Wide) -> dict:
+    """A target shape computed from ``Shape`` of the data (dynamo exports): fine if it carries the width along.
+
+    The shape program is evaluated symbolically with the widened axis as a symbol: a last entry of
+    ``k * features`` follows the new width by itself at run time; a width computed as a plain number
+    would not, and is refused.
+    """
+    def dims_of(name: str):
+        seen = ctx.wide.get(name)
+        static = ctx.index.static_dims(name)
+        if static is None:
+            return None
+        dims = [Dim(d) if d is not None else Dim(1, (f"{name}:{k}",)) for k, d in enumerate(static)]
+        if seen is not None:
+            dims[seen.axis] = Dim(1, (_FEATURES,))
+        return dims
+
+    target = ctx.index.shape_vector(node.input[1], dims_of)
+    if not target:
+        raise UnsupportedError(f"{describe(node)}: its target shape is computed at run time in a way that cannot be "
+                               "followed, so the widened feature width cannot be placed in it")
+    last = target[-1]
+    if any(_FEATURES in d.atoms for d in target[:-1]) or (last.known and last.coef != -1) or \
+            (not last.known and last.atoms != (_FEATURES,)):
+        raise UnsupportedError(f"{describe(node)}: its run-time target shape {[str(d) for d in target]} does not keep "
+                               "the widened features on the last axis")
+    if last.known:  # -1: the features and whatever the other entries leave
+        out_dims = ctx.index.static_dims(node.output[0])
+        k, _ = _merged_steps(ctx, node, state, out_dims[-1] if out_dims else None)
+    else:
+        k, _ = _merged_steps(ctx, node, state, last.coef * state.size)
+    rank = len(target)
+    return _through(ctx, node, state.moved(rank, rank - 1) if k == 1 else state.repeated(k, rank, rank - 1))
 
 
 def _flatten(ctx, node, states):

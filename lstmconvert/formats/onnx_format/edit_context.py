@@ -41,6 +41,7 @@ class EditContext:
     consumers: list = field(default_factory=list)  # consumer node names
     notes: list = field(default_factory=list)
     lossy: list = field(default_factory=list)  # why the function is not preserved (preserve=False)
+    wide: dict = field(default_factory=dict)  # value name -> Wide, filled by the consumer walk
     _used: Optional[set] = None
 
     @property
