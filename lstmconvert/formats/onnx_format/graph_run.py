@@ -55,7 +55,7 @@ def output_names(path: Path) -> list:
     return [o.name for o in onnx.load_model(str(path), load_external_data=False).graph.output]
 
 
-def token_tables(path: Path) -> dict:
+def token_ranges(path: Path) -> dict:
     """{graph input name: table rows} for integer inputs used as Gather indices into a constant table."""
     from .graph_index import GraphIndex, attribute
 

@@ -1,0 +1,188 @@
+"""``verify`` for models outside ``[Embedding] -> LSTM stack -> [Dense head]``: the whole file, as it is.
+
+When a file holds layers the neutral model cannot (a conv front end, attention pooling, several
+inputs or outputs), ``verify`` cannot feed it through the neutral model's single input. If the
+format can run its whole graph (``signature`` + ``run_graph``), both files run on seeded inputs
+made from SRC's own input signature, and every output is compared; an output that an in-place
+widening made wider is compared on its forward features (where the format records them, else its
+leading ones). A format with no runtime for such files (a PyTorch state_dict holds no forward
+code) may offer ``prove_edit`` instead: a structural proof, reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import LstmConvertError, MissingDependencyError, UnsupportedError
+from ..registry import format_for_path, format_module
+from .compare import default_tolerance, error_stats
+from .report import CaseResult, VerifyReport
+
+# (batch size, steps) of the default cases: a batch of one, a single step, and longer ones.
+_DEFAULT_CASES = ((1, 1), (1, 6), (3, 4), (2, 9))
+
+
+def applies(exc: BaseException, src: Path, dst: Path, src_format: Optional[str], dst_format: Optional[str]):
+    """The format module to check whole files with, if ``exc`` says a file is outside the neutral shape."""
+    chain, refused = exc, False
+    while chain is not None:
+        # OutsideNeutralShapeError is an UnsupportedError: any refusal of the *shape* (not damage) counts.
+        refused = refused or isinstance(chain, UnsupportedError)
+        chain = chain.__cause__
+    if not refused:
+        return None
+    try:
+        info, other = format_for_path(Path(src), src_format), format_for_path(Path(dst), dst_format)
+    except LstmConvertError:
+        return None
+    if info.name != other.name:
+        return None
+    module = format_module(info)
+    if (hasattr(module, "run_graph") and hasattr(module, "signature")) or hasattr(module, "prove_edit"):
+        return module
+    return None
+
+
+def verify_whole(module, src: Path, dst: Path, *, seed: int = 0, atol: Optional[float] = None,
+                 rtol: Optional[float] = None, batch_sizes: Optional[Sequence[int]] = None,
+                 steps: Optional[Sequence[int]] = None):
+    """A VerifyReport (whole graphs run) or a ProofReport (structural proof) for ``src`` -> ``dst``."""
+    src, dst = Path(src), Path(dst)
+    info = format_for_path(src)
+    if not hasattr(module, "run_graph"):
+        from ..options import EditRequest
+
+        passed, lines = module.prove_edit(src, dst, EditRequest())
+        return ProofReport(str(src), str(dst), info.name, bool(passed), list(lines))
+    signature = module.signature(src)
+    _check_same_signature(src, dst, signature, module.signature(dst))
+    tables = module.token_ranges(src) if hasattr(module, "token_ranges") else {}
+    placed = module.widened_outputs(dst) if hasattr(module, "widened_outputs") else {}
+    names = module.output_names(dst) if hasattr(module, "output_names") else None
+    rng = np.random.default_rng(seed)
+    cases = list(_DEFAULT_CASES)
+    if batch_sizes or steps:  # every combination, as for neutral models
+        cases = [(n, t) for n in (batch_sizes or (1, 3)) for t in (steps or (1, 6))]
+    report = None
+    for n, t in cases:
+        feed = {name: _draw(rng, shape, dtype, n, t, tables.get(name)) for name, shape, dtype in signature}
+        label = "(" + ", ".join(f"{name} {tuple(a.shape)}" for name, a in feed.items()) + ")"
+        expected = _run(module, src, feed, label)
+        try:
+            actual = module.run_graph(dst, feed)
+        except MissingDependencyError:
+            raise
+        except Exception as exc:
+            report = report or _report(src, dst, info.name, expected, placed, atol, rtol, seed)
+            report.cases.append(CaseResult(label, error=f"DST failed to run: {' '.join(str(exc).split())[:300]}"))
+            continue
+        report = report or _report(src, dst, info.name, expected, placed, atol, rtol, seed)
+        if len(actual) != len(expected):
+            report.cases.append(CaseResult(label, error=f"DST has {len(actual)} outputs, SRC {len(expected)}"))
+            continue
+        for k, (want, got) in enumerate(zip(expected, actual)):
+            name = names[k] if names and k < len(names) else f"output {k}"
+            where = f"{name} {label}"
+            selected = forward_part(np.asarray(got), np.asarray(want).shape, placed.get(name))
+            if selected is None:
+                report.cases.append(CaseResult(where, error=f"DST output shape {tuple(got.shape)} does not fit SRC's "
+                                                            f"{tuple(want.shape)}"))
+                continue
+            report.cases.append(CaseResult(where, stats=error_stats(want, selected, report.tolerance)))
+    return report
+
+
+def forward_part(actual: np.ndarray, expected_shape: tuple, placed: Optional[dict]) -> Optional[np.ndarray]:
+    """The part of a DST output that must equal SRC's: all of it, or its forward features if it is wider."""
+    if tuple(actual.shape) == tuple(expected_shape):
+        return actual
+    if actual.ndim != len(expected_shape):
+        return None
+    differing = [k for k, (a, b) in enumerate(zip(actual.shape, expected_shape)) if a != b]
+    if len(differing) != 1 or actual.shape[differing[0]] < expected_shape[differing[0]]:
+        return None
+    axis, size = differing[0], expected_shape[differing[0]]
+    if placed is None or placed.get("axis") != axis or placed.get("size") != size:
+        return np.take(actual, range(size), axis=axis)  # [forward ‖ backward]: the forward part leads
+    shift = np.zeros(size, dtype=np.int64)
+    for start, width in placed["blocks"]:  # each block's backward twin follows it
+        shift[start + width:] += width
+    positions = np.arange(size) + shift
+    if positions[-1] >= actual.shape[axis]:
+        return None
+    return np.take(actual, positions, axis=axis)
+
+
+def _report(src, dst, fmt, expected, placed, atol, rtol, seed) -> VerifyReport:
+    floats = [o.dtype for o in expected if o.dtype.kind == "f"] or [np.dtype(np.float32)]
+    wider = bool(placed)
+    reason = (f"whole graphs run: every output compared ({len(expected)})"
+              + ("; widened outputs on their forward features" if wider else ""))
+    return VerifyReport(src=str(src), dst=str(dst), src_format=fmt, dst_format=fmt,
+                        expect="forward-half" if wider else "same", expect_reason=reason,
+                        tolerance=default_tolerance(*floats, atol=atol, rtol=rtol), seed=seed)
+
+
+def _run(module, path: Path, feed: dict, label: str) -> list:
+    try:
+        return module.run_graph(path, feed)
+    except MissingDependencyError:
+        raise
+    except Exception as exc:
+        problem = " ".join(str(exc).split())[:300]
+        where = "" if str(path) in problem else f"{path}: "
+        raise LstmConvertError(f"{where}SRC failed to run on input {label}: {problem} (if the file only runs at some "
+                               "shapes, choose them with --batch/--steps)") from exc
+
+
+def _check_same_signature(src: Path, dst: Path, a: list, b: list) -> None:
+    if [(n, d) for n, _, d in a] != [(n, d) for n, _, d in b]:
+        raise LstmConvertError(f"{dst} takes inputs {[(n, d) for n, _, d in b]} but {src} takes {[(n, d) for n, _, d in a]}")
+
+
+def _draw(rng: np.random.Generator, shape: tuple, dtype: str, n: int, t: int, vocab: Optional[int]) -> np.ndarray:
+    """One input: unknown axes are the batch size (the first) and the steps (the others)."""
+    sizes, first = [], True
+    for dim in shape:
+        if dim is None:
+            sizes.append(n if first else t)
+            first = False
+        else:
+            sizes.append(dim)
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iu":  # token ids inside the table they index, else small non-negative integers
+        return rng.integers(0, vocab if vocab else 2, size=sizes).astype(dtype)
+    if dtype.kind == "b":
+        return rng.integers(0, 2, size=sizes).astype(bool)
+    return rng.standard_normal(sizes).astype(dtype if dtype.kind == "f" else np.float32)
+
+
+@dataclass
+class ProofReport:
+    """A structural proof of an in-place widening (a file lstmconvert cannot run): what was checked."""
+
+    src: str
+    dst: str
+    format: str
+    passed: bool
+    lines: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"src": self.src, "dst": self.dst, "src_format": self.format, "dst_format": self.format,
+                "check": "structural proof", "passed": self.passed, "checked": list(self.lines)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def render_text(self) -> str:
+        lines = [f"verify {self.src} ({self.format}) -> {self.dst} ({self.format})",
+                 "  structural proof (the file holds no code lstmconvert can run, so no outputs were computed):"]
+        lines += [f"  - {line}" for line in self.lines]
+        lines.append("PASS: the widening is function-preserving by construction" if self.passed
+                     else "FAIL: the structural proof does not hold")
+        return "\n".join(lines)

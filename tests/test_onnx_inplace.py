@@ -1,0 +1,237 @@
+"""In-place widening of ONNX graphs of any shape, and ``verify`` of whole graphs.
+
+The fixtures (fixtures/make_onnx_inplace_fixtures.py) are small torch models exported by
+``torch.onnx.export``, with the outputs torch computed. Every widened file is checked by the ONNX
+checker (full check) and run in onnxruntime against torch's numbers and against the source file.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+import onnx  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+from lstmconvert.api import widen_in_place  # noqa: E402
+from lstmconvert.checks import verify  # noqa: E402
+from lstmconvert.cli import main  # noqa: E402
+from lstmconvert.convert import PreservationWarning  # noqa: E402
+from lstmconvert.formats.onnx_format import describe_edit, run_graph, signature  # noqa: E402
+from lstmconvert.options import EditRequest  # noqa: E402
+from onnx_helpers import FIXTURES  # noqa: E402
+
+INPLACE = FIXTURES / "inplace"
+
+
+def cli(capsys, *args) -> tuple:
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def reference(name: str) -> tuple:
+    """({input name: array}, [torch's outputs]) saved by the fixture script."""
+    ref = np.load(INPLACE / f"{name}.ref.npz")
+    feed = {k[3:]: ref[k] for k in ref.files if k.startswith("in_")}
+    outputs = [ref[f"out_{k}"] for k in range(sum(k.startswith("out_") for k in ref.files))]
+    return feed, outputs
+
+
+def initializers(path) -> dict:
+    model = onnx.load(str(path))
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}, model
+
+
+def node_inputs(model, op: str, name: str) -> list:
+    return list(next(n for n in model.graph.node if n.op_type == op and n.name == name).input)
+
+
+@pytest.mark.parametrize("name,consumers", [
+    ("crnn", ["/fc/MatMul"]),
+    ("attention", ["/score/MatMul", "/fc/Gemm"]),
+    ("readers", ["/upper/LSTM", "/tagger/MatMul", "/state_fc/Gemm"]),
+    ("extractor", []),
+])
+def test_cli_widens_in_place_and_keeps_the_function(tmp_path, capsys, name, consumers):
+    src, dst = INPLACE / f"{name}.onnx", tmp_path / f"{name}_bi.onnx"
+    code, out, err = cli(capsys, "convert", src, "-o", dst, "--lstm", "/rnn/LSTM")
+    assert code == 0, err
+    assert all(repr(c) in out for c in consumers), out
+    onnx.checker.check_model(onnx.load(str(dst)), full_check=True)
+
+    feed, torch_outputs = reference(name)
+    widened, source = run_graph(dst, feed), run_graph(src, feed)
+    assert len(widened) == len(torch_outputs)
+    for got, want, before in zip(widened, torch_outputs, source):
+        if got.shape != want.shape:  # the LSTM's own sequence is an output: [forward ‖ backward]
+            assert name == "extractor" and got.shape[-1] == 2 * want.shape[-1]
+            got = got[..., : want.shape[-1]]
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+        np.testing.assert_allclose(got, before, atol=1e-6, rtol=0)
+
+    old, old_model = initializers(src)
+    new, new_model = initializers(dst)
+    w, r, b = node_inputs(new_model, "LSTM", "/rnn/LSTM")[1:4]
+    w0, r0, b0 = node_inputs(old_model, "LSTM", "/rnn/LSTM")[1:4]
+    for now, before in ((w, w0), (r, r0), (b, b0)):
+        assert new[now].shape[0] == 2
+        assert new[now][0].tobytes() == old[before][0].tobytes()  # forward direction bit-exact
+    lstm = next(n for n in new_model.graph.node if n.name == "/rnn/LSTM")
+    assert onnx.helper.get_attribute_value(next(a for a in lstm.attribute if a.name == "direction")) == b"bidirectional"
+    # Everything that is neither the LSTM's nor a consumer's weight is carried byte for byte.
+    touched = {w0, r0, b0}
+    for node in old_model.graph.node:
+        if node.name in consumers:
+            touched.update(node.input)
+    for tensor_name, array in old.items():
+        if tensor_name not in touched and tensor_name in new:
+            assert new[tensor_name].tobytes() == array.tobytes(), tensor_name
+
+
+def test_consumer_gets_zero_rows_for_the_backward_half(tmp_path):
+    dst = tmp_path / "crnn_bi.onnx"
+    widen_in_place(INPLACE / "crnn.onnx", dst, lstm=["/rnn/LSTM"], backward="random", seed=3)
+    old, old_model = initializers(INPLACE / "crnn.onnx")
+    new, new_model = initializers(dst)
+    before = old[node_inputs(old_model, "MatMul", "/fc/MatMul")[1]]
+    after = new[node_inputs(new_model, "MatMul", "/fc/MatMul")[1]]
+    assert after.shape == (16, 3)
+    assert after[:8].tobytes() == before.tobytes() and not after[8:].any()
+    backward_w = new[node_inputs(new_model, "LSTM", "/rnn/LSTM")[1]][1]
+    assert backward_w.any() and backward_w.tobytes() != new[node_inputs(new_model, "LSTM", "/rnn/LSTM")[1]][0].tobytes()
+
+
+def test_every_forward_lstm_is_widened_by_default(tmp_path):
+    """Both LSTMs of ``readers``: the upper one is widened itself and is the lower one's consumer."""
+    dst = tmp_path / "readers_bi.onnx"
+    result = widen_in_place(INPLACE / "readers.onnx", dst)
+    assert result.widened == ["/rnn/LSTM", "/upper/LSTM"] and result.preservation.status == "exact"
+    assert any("Y_h" in note for note in result.notes)
+    new, model = initializers(dst)
+    upper_w = new[node_inputs(model, "LSTM", "/upper/LSTM")[1]]
+    assert upper_w.shape == (2, 28, 16) and not upper_w[:, :, 8:].any()
+    feed, torch_outputs = reference("readers")
+    for got, want in zip(run_graph(dst, feed), torch_outputs):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_lstm_selection_leaves_the_others_alone(tmp_path, capsys):
+    dst = tmp_path / "readers_upper.onnx"
+    code, out, err = cli(capsys, "convert", INPLACE / "readers.onnx", "-o", dst, "--lstm", "/upper/LSTM")
+    assert code == 0, err
+    model = onnx.load(str(dst))
+    directions = {n.name: [onnx.helper.get_attribute_value(a) for a in n.attribute if a.name == "direction"]
+                  for n in model.graph.node if n.op_type == "LSTM"}
+    assert directions == {"/rnn/LSTM": [], "/upper/LSTM": [b"bidirectional"]}
+    feed, torch_outputs = reference("readers")
+    for got, want in zip(run_graph(dst, feed), torch_outputs):
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--lstm", "/rnn/LSTM"], ["LayerNormalization node '/norm/LayerNormalization'", "--no-preserve"]),
+    (["--lstm", "nope"], ["no LSTM node of that name", "'/rnn/LSTM'"]),
+    (["--lstm", "/rnn/LSTM", "--consumer", "fc"], ["--consumer is for PyTorch"]),
+    (["--lstm", "/rnn/LSTM", "--opset", "17"], ["--opset does not apply"]),
+])
+def test_refusals_exit_2_with_one_line_and_write_nothing(tmp_path, capsys, args, words):
+    src = tmp_path / "layernorm.onnx"
+    shutil.copy(INPLACE / "layernorm.onnx", src)
+    code, out, err = cli(capsys, "convert", src, "-o", tmp_path / "out.onnx", *args)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and out == "" and len(lines) == 1, err
+    assert str(src) in lines[0] and all(w in lines[0] for w in words), lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layernorm.onnx"]
+
+
+def test_no_preserve_widens_a_layernorm_consumer_with_a_warning(tmp_path):
+    dst = tmp_path / "ln.onnx"
+    with pytest.warns(PreservationWarning, match="LayerNormalization"):
+        result = widen_in_place(INPLACE / "layernorm.onnx", dst, preserve=False)
+    assert result.preservation.status == "none"
+    onnx.checker.check_model(onnx.load(str(dst)), full_check=True)
+    feed, torch_outputs = reference("layernorm")
+    (got,) = run_graph(dst, feed)
+    assert got.shape == torch_outputs[0].shape and not np.allclose(got, torch_outputs[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("merge,backward,status", [("sum", "zeros", "exact"), ("ave", "zeros", "exact"),
+                                                   ("mul", "copy", "none")])
+def test_merge_modes(tmp_path, merge, backward, status):
+    dst = tmp_path / "attention.onnx"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = widen_in_place(INPLACE / "attention.onnx", dst, merge=merge, backward=backward)
+    assert result.preservation.status == status
+    assert any(issubclass(w.category, PreservationWarning) for w in caught) == (status == "none")
+    feed, torch_outputs = reference("attention")
+    (got,) = run_graph(dst, feed)
+    assert np.allclose(got, torch_outputs[0], atol=1e-5, rtol=1e-5) == (status == "exact")
+
+
+def test_dynamo_export_with_external_data_and_computed_reshape(tmp_path):
+    """torch's dynamo exporter reshapes with a shape computed from Shape(); its weights are external."""
+    src = FIXTURES / "torch_tagger_dynamo.onnx"
+    dst = tmp_path / "tagger.onnx"
+    result = widen_in_place(src, dst)
+    assert len(result.widened) == 2 and result.preservation.status == "exact"
+    ref = np.load(str(src).replace(".onnx", ".ref.npz"))
+    (name, _, _), = signature(src)
+    feed = {name: ref["inputs"]}
+    np.testing.assert_allclose(run_graph(dst, feed)[0], run_graph(src, feed)[0], atol=1e-6, rtol=0)
+
+
+def test_signature_and_describe_edit():
+    assert signature(INPLACE / "crnn.onnx") == [("features", (None, 4, None), "float32")]
+    assert signature(INPLACE / "attention.onnx") == [("tokens", (None, None), "int64")]
+    rows = {row["name"]: row for row in describe_edit(INPLACE / "crnn.onnx", EditRequest())}
+    assert rows["/rnn/LSTM"]["role"] == "lstm" and "bidirectional" in rows["/rnn/LSTM"]["change"]
+    assert rows["/fc/MatMul"]["role"] == "consumer" and "[8, 3] -> [16, 3]" in rows["/fc/MatMul"]["change"]
+    assert rows["/rnn/Squeeze"]["role"] == "through" and rows["/conv/Conv"]["role"] == "other"
+
+
+# -- verify of whole graphs ---------------------------------------------------------------------------
+
+def test_verify_whole_graphs_pass(tmp_path, capsys):
+    for name in ("attention", "readers"):
+        dst = tmp_path / f"{name}.onnx"
+        widen_in_place(INPLACE / f"{name}.onnx", dst, backward="random")
+        code, out, err = cli(capsys, "verify", INPLACE / f"{name}.onnx", dst)
+        assert code == 0, out + err
+        assert "whole graphs run" in out and "PASS: DST computes what SRC computes" in out
+    report = verify(INPLACE / "readers.onnx", tmp_path / "readers.onnx", batch_sizes=[2], steps=[3])
+    assert report.passed and len(report.cases) == 3  # one case per output
+
+
+def test_verify_widened_output_compares_its_forward_half(tmp_path, capsys):
+    dst = tmp_path / "extractor.onnx"
+    widen_in_place(INPLACE / "extractor.onnx", dst)
+    code, out, _ = cli(capsys, "verify", INPLACE / "extractor.onnx", dst)
+    assert code == 0 and "PASS: DST's forward half computes what SRC computes" in out
+
+
+def _break(path, op: str, node_name: str, change) -> None:
+    model = onnx.load(str(path))
+    name = node_inputs(model, op, node_name)[1]
+    tensor = next(t for t in model.graph.initializer if t.name == name)
+    array = numpy_helper.to_array(tensor).copy()
+    change(array)
+    tensor.CopyFrom(numpy_helper.from_array(array, name))
+    onnx.save(model, str(path))
+
+
+@pytest.mark.parametrize("op,node,change", [
+    ("MatMul", "/fc/MatMul", lambda a: a.__setitem__((12, 1), 0.5)),  # a non-zero backward row
+    ("LSTM", "/rnn/LSTM", lambda a: a.__setitem__((0, 3, 2), a[0, 3, 2] + 1e-2)),  # a forward weight moved
+])
+def test_verify_catches_a_broken_edit(tmp_path, capsys, op, node, change):
+    dst = tmp_path / "crnn.onnx"
+    widen_in_place(INPLACE / "crnn.onnx", dst)
+    _break(dst, op, node, change)
+    code, out, _ = cli(capsys, "verify", INPLACE / "crnn.onnx", dst)
+    assert code == 1 and "FAIL" in out
