@@ -235,3 +235,17 @@ def test_verify_catches_a_broken_edit(tmp_path, capsys, op, node, change):
     _break(dst, op, node, change)
     code, out, _ = cli(capsys, "verify", INPLACE / "crnn.onnx", dst)
     assert code == 1 and "FAIL" in out
+
+
+def test_large_weights_go_to_external_data(tmp_path, monkeypatch):
+    """Past the 2 GB threshold (forced low here) weights are written beside the model, as the writer does."""
+    from lstmconvert.formats.onnx_format import editor
+
+    monkeypatch.setattr(editor, "EXTERNAL_DATA_THRESHOLD", 0)
+    monkeypatch.setattr(editor, "PENDING_BYTES", 64)
+    dst = tmp_path / "crnn.onnx"
+    widen_in_place(INPLACE / "crnn.onnx", dst)
+    assert (tmp_path / "crnn.onnx.data").is_file()
+    onnx.checker.check_model(str(dst), full_check=True)
+    feed, torch_outputs = reference("crnn")
+    np.testing.assert_allclose(run_graph(dst, feed)[0], torch_outputs[0], atol=1e-5, rtol=1e-5)
