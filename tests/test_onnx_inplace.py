@@ -249,3 +249,32 @@ def test_large_weights_go_to_external_data(tmp_path, monkeypatch):
     onnx.checker.check_model(str(dst), full_check=True)
     feed, torch_outputs = reference("crnn")
     np.testing.assert_allclose(run_graph(dst, feed)[0], torch_outputs[0], atol=1e-5, rtol=1e-5)
+
+
+def test_layout_1_in_the_reference_evaluator(tmp_path):
+    """layout=1 graphs (batch-first LSTM nodes), which onnxruntime refuses to run, checked in onnx's reference."""
+    from onnx import TensorProto, helper
+    from onnx.reference import ReferenceEvaluator
+
+    rng = np.random.default_rng(0)
+    hidden, features = 4, 3
+    arrays = {"W": rng.standard_normal((1, 4 * hidden, features)), "R": rng.standard_normal((1, 4 * hidden, hidden)),
+              "B": rng.standard_normal((1, 8 * hidden)), "M": rng.standard_normal((hidden, 2)),
+              "M2": rng.standard_normal((hidden, 5))}
+    inits = [numpy_helper.from_array(a.astype(np.float32), n) for n, a in arrays.items()]
+    inits += [numpy_helper.from_array(np.array([k], np.int64), f"axis{k}") for k in (1, 2)]
+    nodes = [helper.make_node("LSTM", ["x", "W", "R", "B"], ["y", "y_h"], hidden_size=hidden, layout=1),
+             helper.make_node("Squeeze", ["y", "axis2"], ["steps"]), helper.make_node("MatMul", ["steps", "M"], ["out"]),
+             helper.make_node("Squeeze", ["y_h", "axis1"], ["last"]), helper.make_node("MatMul", ["last", "M2"], ["out2"])]
+    graph = helper.make_graph(nodes, "layout1", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T", 3])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", "T", 2]),
+                               helper.make_tensor_value_info("out2", TensorProto.FLOAT, ["N", 5])], inits)
+    src, dst = tmp_path / "layout1.onnx", tmp_path / "layout1_bi.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    widen_in_place(src, dst, backward="random")
+    onnx.checker.check_model(onnx.load(str(dst)), full_check=True)
+    x = rng.standard_normal((2, 5, features)).astype(np.float32)
+    before = ReferenceEvaluator(str(src)).run(None, {"x": x})
+    after = ReferenceEvaluator(str(dst)).run(None, {"x": x})
+    for a, b in zip(before, after):
+        np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
