@@ -147,10 +147,14 @@ def apply(ctx: EditContext, wide: dict) -> None:
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(ctx.new_initializers)
+    # The old weights that no node reads any more go (an initializer, or the Constant node holding them).
     used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
     orphaned = [t for t in graph.initializer if t.name in touched and t.name not in used and t.name not in graph_inputs]
     for tensor in orphaned:
         graph.initializer.remove(tensor)
+    dead = [n for n in graph.node if n.op_type == "Constant" and n.output[0] in touched and n.output[0] not in used]
+    for node in dead:
+        graph.node.remove(node)
     if ctx.request.merge == "concat":
         stale.update(wide)
     kept = [v for v in graph.value_info if v.name not in stale]

@@ -116,11 +116,13 @@ def stack_directions(ctx: EditContext, node: onnx.NodeProto) -> None:
     back = backward_direction(forward, ctx.request.backward, ctx.init)
     ctx.set_weight(node, W, np.stack([w[0], permute_blocks(back.w_ih, TO_ONNX)]))
     ctx.set_weight(node, R, np.stack([r[0], permute_blocks(back.w_hh, TO_ONNX)]))
-    if b is not None:
-        ctx.set_weight(node, B, np.stack([b[0], np.concatenate([permute_blocks(back.b_ih, TO_ONNX),
-                                                               permute_blocks(back.b_hh, TO_ONNX)])]))
+    if b is not None:  # a single-bias initialiser (Keras style) leaves the recurrent bias zero
+        halves = [permute_blocks(h, TO_ONNX) if h is not None else np.zeros(4 * hidden, b.dtype)
+                  for h in (back.b_ih, back.b_hh)]
+        ctx.set_weight(node, B, np.stack([b[0], np.concatenate(halves)]))
     if p is not None:
-        ctx.set_weight(node, P, np.stack([p[0], permute_blocks(back.peephole, PEEPHOLE_TO_ONNX)]))
+        peephole = back.peephole if back.peephole is not None else np.zeros(3 * hidden, p.dtype)
+        ctx.set_weight(node, P, np.stack([p[0], permute_blocks(peephole, PEEPHOLE_TO_ONNX)]))
     layout = attribute(node, "layout", 0)
     for slot in (INITIAL_H, INITIAL_C):
         if len(node.input) > slot and node.input[slot]:
