@@ -278,3 +278,40 @@ def test_layout_1_in_the_reference_evaluator(tmp_path):
     after = ReferenceEvaluator(str(dst)).run(None, {"x": x})
     for a, b in zip(before, after):
         np.testing.assert_allclose(b, a, atol=1e-6, rtol=0)
+
+
+def _two_branch_model(path) -> None:
+    """Two inputs, an LSTM each; their last states are concatenated and read by one Gemm (made with onnx.helper)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(1)
+    inits, nodes = [], []
+    for branch, (features, hidden) in enumerate(((3, 4), (2, 5))):
+        for label, shape in (("W", (1, 4 * hidden, features)), ("R", (1, 4 * hidden, hidden)), ("B", (1, 8 * hidden))):
+            inits.append(numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), f"{label}{branch}"))
+        nodes += [helper.make_node("LSTM", [f"x{branch}", f"W{branch}", f"R{branch}", f"B{branch}"], ["", f"h{branch}"],
+                                   hidden_size=hidden, name=f"lstm{branch}"),
+                  helper.make_node("Squeeze", [f"h{branch}", "axis0"], [f"last{branch}"])]
+    inits += [numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+              numpy_helper.from_array(rng.standard_normal((2, 9)).astype(np.float32), "dense.weight"),
+              numpy_helper.from_array(rng.standard_normal(2).astype(np.float32), "dense.bias")]
+    nodes += [helper.make_node("Concat", ["last0", "last1"], ["both"], axis=-1),
+              helper.make_node("Gemm", ["both", "dense.weight", "dense.bias"], ["out"], transB=1, name="dense")]
+    inputs = [helper.make_tensor_value_info(f"x{b}", TensorProto.FLOAT, ["T", "N", f]) for b, f in ((0, 3), (1, 2))]
+    graph = helper.make_graph(nodes, "branches", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 2])],
+                              inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_two_branches_concatenated_and_verified_as_a_whole(tmp_path, capsys):
+    src, dst = tmp_path / "branches.onnx", tmp_path / "branches_bi.onnx"
+    _two_branch_model(src)
+    result = widen_in_place(src, dst)
+    assert result.widened == ["lstm0", "lstm1"] and result.consumers == ["dense"]
+    weight = numpy_helper.to_array(next(t for t in onnx.load(str(dst)).graph.initializer if t.name == "dense.weight"))
+    old = numpy_helper.to_array(next(t for t in onnx.load(str(src)).graph.initializer if t.name == "dense.weight"))
+    # [h0 (4) | h1 (5)] became [h0 | back0 (4) | h1 | back1 (5)]
+    assert weight.shape == (2, 18) and not weight[:, 4:8].any() and not weight[:, 13:].any()
+    assert weight[:, :4].tobytes() == old[:, :4].tobytes() and weight[:, 8:13].tobytes() == old[:, 4:].tobytes()
+    code, out, err = cli(capsys, "verify", src, dst, "--batch", "2", "--steps", "3")
+    assert code == 0 and "x0 (3, 2, 3)" in out and "x1 (3, 2, 2)" in out, out + err

@@ -12,6 +12,7 @@ code) may offer ``prove_edit`` instead: a structural proof, reported as such.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -64,13 +65,15 @@ def verify_whole(module, src: Path, dst: Path, *, seed: int = 0, atol: Optional[
     tables = module.token_ranges(src) if hasattr(module, "token_ranges") else {}
     placed = module.widened_outputs(dst) if hasattr(module, "widened_outputs") else {}
     names = module.output_names(dst) if hasattr(module, "output_names") else None
+    axes = module.axis_names(src) if hasattr(module, "axis_names") else {}
     rng = np.random.default_rng(seed)
     cases = list(_DEFAULT_CASES)
     if batch_sizes or steps:  # every combination, as for neutral models
         cases = [(n, t) for n in (batch_sizes or (1, 3)) for t in (steps or (1, 6))]
     report = None
     for n, t in cases:
-        feed = {name: _draw(rng, shape, dtype, n, t, tables.get(name)) for name, shape, dtype in signature}
+        feed = {name: _draw(rng, _sizes(shape, axes.get(name), n, t), dtype, tables.get(name))
+                for name, shape, dtype in signature}
         label = "(" + ", ".join(f"{name} {tuple(a.shape)}" for name, a in feed.items()) + ")"
         expected = _run(module, src, feed, label)
         try:
@@ -145,15 +148,30 @@ def _check_same_signature(src: Path, dst: Path, a: list, b: list) -> None:
         raise LstmConvertError(f"{dst} takes inputs {[(n, d) for n, _, d in b]} but {src} takes {[(n, d) for n, _, d in a]}")
 
 
-def _draw(rng: np.random.Generator, shape: tuple, dtype: str, n: int, t: int, vocab: Optional[int]) -> np.ndarray:
-    """One input: unknown axes are the batch size (the first) and the steps (the others)."""
+_BATCH_NAMES = re.compile(r"^(n|b|bs|batch.*|.*_batch|n_?samples)$", re.IGNORECASE)
+_STEP_NAMES = re.compile(r"^(t|l|s|seq.*|.*len.*|time.*|.*steps?|.*_time|frames?|tokens?)$", re.IGNORECASE)
+
+
+def _sizes(shape: tuple, names: Optional[list], n: int, t: int) -> list:
+    """Sizes for one input: a named unknown axis by its name (batch/time), else the first is the batch."""
     sizes, first = [], True
-    for dim in shape:
-        if dim is None:
-            sizes.append(n if first else t)
-            first = False
-        else:
+    names = names or [None] * len(shape)
+    for dim, name in zip(shape, names):
+        if dim is not None:
             sizes.append(dim)
+            continue
+        if name and _BATCH_NAMES.match(name):
+            sizes.append(n)
+        elif name and _STEP_NAMES.match(name):
+            sizes.append(t)
+        else:
+            sizes.append(n if first else t)
+        first = False
+    return sizes
+
+
+def _draw(rng: np.random.Generator, sizes: list, dtype: str, vocab: Optional[int]) -> np.ndarray:
+    """One input of these sizes: token ids inside the table it indexes, small integers, or normal floats."""
     dtype = np.dtype(dtype)
     if dtype.kind in "iu":  # token ids inside the table they index, else small non-negative integers
         return rng.integers(0, vocab if vocab else 2, size=sizes).astype(dtype)

@@ -30,6 +30,12 @@ def signature(path: Path) -> list:
     return out
 
 
+def axis_names(path: Path) -> dict:
+    """{graph input name: [symbolic name or None per axis]} (exporters name dynamic axes "batch", "time"...)."""
+    model = onnx.load_model(str(path), load_external_data=False)
+    return {value.name: [d.dim_param or None for d in value.type.tensor_type.shape.dim] for value in model.graph.input}
+
+
 def run_graph(path: Path, inputs: dict) -> list:
     """Every graph output of ``path`` for ``inputs`` ({input name: array}), computed by onnxruntime."""
     import onnxruntime

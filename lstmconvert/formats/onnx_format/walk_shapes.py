@@ -354,6 +354,16 @@ def _reduce(ctx, node, states):
     return through(ctx, node, state.moved(state.rank - len(axes), state.axis - sum(a < state.axis for a in axes)))
 
 
+def _reverse_sequence(ctx, node, states):
+    state = states[0]
+    if states[1] is not None:
+        raise UnsupportedError(f"{describe(node)}: uses a widened value as sequence lengths")
+    axes = (attribute(node, "batch_axis", 1) % state.rank, attribute(node, "time_axis", 0) % state.rank)
+    if state.axis in axes:
+        raise UnsupportedError(f"{describe(node)}: reverses along the widened feature axis")
+    return through(ctx, node, state)
+
+
 def _shape(ctx, node, states):
     ctx.mark(node, "through", "reads the shape only")
     return {}
@@ -366,4 +376,5 @@ SHAPE_HANDLERS.update({op: _softmax for op in _SOFTMAX})
 SHAPE_HANDLERS.update({
     "Squeeze": _squeeze, "Unsqueeze": _unsqueeze, "Transpose": _transpose, "Reshape": _reshape, "Flatten": _flatten,
     "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather, "Shape": _shape,
+    "ReverseSequence": _reverse_sequence,
 })
