@@ -126,8 +126,8 @@ def verify(
         module = applies(exc, Path(src), Path(dst), src_format, dst_format)
         if module is None:
             raise
-        return verify_whole(module, Path(src), Path(dst), seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes,
-                            steps=steps)
+        return verify_whole(module, Path(src), Path(dst), expect=expect, seed=seed, atol=atol, rtol=rtol,
+                            batch_sizes=batch_sizes, steps=steps)
     settings = Settings.make(seed, atol, rtol, batch_sizes, steps)
     return verify_loaded(source, target, expect=expect, settings=settings, diagnose=diagnose)
 

@@ -49,12 +49,15 @@ def applies(exc: BaseException, src: Path, dst: Path, src_format: Optional[str],
     return None
 
 
-def verify_whole(module, src: Path, dst: Path, *, seed: int = 0, atol: Optional[float] = None,
+def verify_whole(module, src: Path, dst: Path, *, expect: Optional[str] = None, seed: int = 0,
+                 atol: Optional[float] = None,
                  rtol: Optional[float] = None, batch_sizes: Optional[Sequence[int]] = None,
                  steps: Optional[Sequence[int]] = None):
     """A VerifyReport (whole graphs run) or a ProofReport (structural proof) for ``src`` -> ``dst``."""
     src, dst = Path(src), Path(dst)
     info = format_for_path(src)
+    if expect not in (None, "same", "forward-half"):
+        raise LstmConvertError(f"expect must be same or forward-half, not {expect!r}")
     if not hasattr(module, "run_graph"):
         from ..options import EditRequest
 
@@ -71,6 +74,8 @@ def verify_whole(module, src: Path, dst: Path, *, seed: int = 0, atol: Optional[
     if batch_sizes or steps:  # every combination, as for neutral models
         cases = [(n, t) for n in (batch_sizes or (1, 3)) for t in (steps or (1, 6))]
     report = None
+    if expect == "same":
+        placed = {}  # every output must keep its shape
     for n, t in cases:
         feed = {name: _draw(rng, _sizes(shape, axes.get(name), n, t), dtype, tables.get(name))
                 for name, shape, dtype in signature}
@@ -91,7 +96,8 @@ def verify_whole(module, src: Path, dst: Path, *, seed: int = 0, atol: Optional[
         for k, (want, got) in enumerate(zip(expected, actual)):
             name = names[k] if names and k < len(names) else f"output {k}"
             where = f"{name} {label}"
-            selected = forward_part(np.asarray(got), np.asarray(want).shape, placed.get(name))
+            selected = forward_part(np.asarray(got), np.asarray(want).shape, placed.get(name),
+                                    allow_wider=expect != "same")
             if selected is None:
                 report.cases.append(CaseResult(where, error=f"DST output shape {tuple(got.shape)} does not fit SRC's "
                                                             f"{tuple(want.shape)}"))
@@ -100,11 +106,12 @@ def verify_whole(module, src: Path, dst: Path, *, seed: int = 0, atol: Optional[
     return report
 
 
-def forward_part(actual: np.ndarray, expected_shape: tuple, placed: Optional[dict]) -> Optional[np.ndarray]:
+def forward_part(actual: np.ndarray, expected_shape: tuple, placed: Optional[dict],
+                 allow_wider: bool = True) -> Optional[np.ndarray]:
     """The part of a DST output that must equal SRC's: all of it, or its forward features if it is wider."""
     if tuple(actual.shape) == tuple(expected_shape):
         return actual
-    if actual.ndim != len(expected_shape):
+    if not allow_wider or actual.ndim != len(expected_shape):
         return None
     differing = [k for k, (a, b) in enumerate(zip(actual.shape, expected_shape)) if a != b]
     if len(differing) != 1 or actual.shape[differing[0]] < expected_shape[differing[0]]:
