@@ -315,3 +315,9 @@ def test_two_branches_concatenated_and_verified_as_a_whole(tmp_path, capsys):
     assert weight[:, :4].tobytes() == old[:, :4].tobytes() and weight[:, 8:13].tobytes() == old[:, 4:].tobytes()
     code, out, err = cli(capsys, "verify", src, dst, "--batch", "2", "--steps", "3")
     assert code == 0 and "x0 (3, 2, 3)" in out and "x1 (3, 2, 2)" in out, out + err
+
+
+def test_describe_edit_shows_a_refusal_on_its_node():
+    rows = {row["name"]: row for row in describe_edit(INPLACE / "layernorm.onnx", EditRequest())}
+    assert rows["/norm/LayerNormalization"]["change"].startswith("refused: ")
+    assert rows["/rnn/LSTM"]["role"] == "lstm" and rows["/fc/MatMul"]["role"] == "other"

@@ -16,7 +16,7 @@ import onnx
 
 from ...errors import UnsupportedError
 from ...widening import widen_consumer
-from .edit_context import EditContext
+from .edit_context import EditContext, node_key
 from .graph_index import attribute, describe
 from .walk_shapes import (SHAPE_HANDLERS, dims_of, mixing, per_feature, through, unknown, unknown_handler,
                           unused_extra_outputs)
@@ -41,14 +41,15 @@ def walk(ctx: EditContext, seeds: dict) -> dict:
             continue
         if node.domain not in ("", "ai.onnx"):
             unknown(node)
+        ctx.refused_at = node_key(node)  # until the node is handled: describe_edit shows a refusal on it
         if ctx.request.merge == "ave" and node.op_type not in _LINEAR | {"MatMul", "Gemm", "Conv", "ConvTranspose",
                                                                          "LSTM", "GRU", "RNN"}:
             if not (node.op_type in ("Add", "Sub", "Sum", "Mean") and all(states[k] for k, n in enumerate(node.input) if n)):
                 raise UnsupportedError(
                     f"{describe(node)}: merge 'ave' halves the LSTM output and {node.op_type} between it and its "
                     "consumers is not linear, so doubling the consumers' weights cannot undo it; use --merge concat")
-        for name, state in _HANDLERS.get(node.op_type, unknown_handler)(ctx, node, states).items():
-            wide[name] = state
+        wide.update(_HANDLERS.get(node.op_type, unknown_handler)(ctx, node, states))
+        ctx.refused_at = None
     return wide
 
 

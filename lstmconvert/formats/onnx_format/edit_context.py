@@ -42,6 +42,7 @@ class EditContext:
     notes: list = field(default_factory=list)
     lossy: list = field(default_factory=list)  # why the function is not preserved (preserve=False)
     wide: dict = field(default_factory=dict)  # value name -> Wide, filled by the consumer walk
+    refused_at: Optional[tuple] = None  # the node the walk was at when it refused
     _used: Optional[set] = None
 
     @property

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import onnx
@@ -47,8 +48,19 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
 
 
 def describe_edit(path: Path, request: EditRequest) -> list:
-    """Every node of the graph with its role in the widening and what would change (nothing is written)."""
-    ctx, _ = plan(path, request)
+    """Every node of the graph with its role in the widening and what would change (nothing is written).
+
+    A widening the walk refuses is shown on the node that stops it (``change`` starts with "refused:").
+    """
+    holder = []
+    try:
+        ctx, _ = plan(path, request, holder)
+    except UnsupportedError as exc:
+        if not holder or holder[0].refused_at is None:
+            raise
+        ctx = holder[0]
+        role, _ = ctx.roles.get(ctx.refused_at, ("other", ""))
+        ctx.roles[ctx.refused_at] = (role, f"refused: {exc}")
     rows = []
     for node in ctx.graph.node:
         role, change = ctx.roles.get(node_key(node), ("other", ""))
@@ -56,8 +68,11 @@ def describe_edit(path: Path, request: EditRequest) -> list:
     return rows
 
 
-def plan(path: Path, request: EditRequest) -> tuple:
-    """Load ``path`` and record every change; returns (EditContext, {value name: Wide})."""
+def plan(path: Path, request: EditRequest, holder: Optional[list] = None) -> tuple:
+    """Load ``path`` and record every change; returns (EditContext, {value name: Wide}).
+
+    ``holder`` receives the context as soon as it exists, so a caller sees how far a refused plan got.
+    """
     _check_options(request.backward, request.merge)
     if request.consumers:
         raise UnsupportedError("--consumer is for PyTorch state_dicts; an ONNX graph finds its consumers itself")
@@ -69,6 +84,8 @@ def plan(path: Path, request: EditRequest) -> tuple:
         model = onnx.inliner.inline_local_functions(model)
     style = "keras" if model.producer_name.lower().startswith(("tf2onnx", "keras2onnx")) else "torch"
     ctx = EditContext(model, GraphIndex(model.graph, opset, model), request, Initialiser(request.seed, style))
+    if holder is not None:
+        holder.append(ctx)
     lstms = select_lstms(ctx)
     seeds = {}
     for node in lstms:
