@@ -20,6 +20,32 @@ from ...widening import Initialiser
 from .graph_index import GraphIndex, describe
 
 
+@dataclass
+class Stacked:
+    """A weight made of ``rows`` stacked on a new first axis (an LSTM's directions), kept as the pieces.
+
+    The forward direction stays the source's own array and a copied backward direction is that same
+    array again, so a large LSTM is written without building the stacked tensor in memory.
+    """
+
+    rows: list
+
+    @property
+    def shape(self) -> tuple:
+        return (len(self.rows),) + tuple(self.rows[0].shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.rows[0].dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(r.nbytes for r in self.rows)
+
+    def array(self) -> np.ndarray:
+        return np.stack(self.rows)
+
+
 def node_key(node: onnx.NodeProto) -> tuple:
     """A node's identity in this graph: its outputs (unique by SSA; names may be empty or repeated)."""
     return tuple(node.output)
@@ -31,7 +57,7 @@ class EditContext:
     index: GraphIndex
     request: EditRequest
     init: Initialiser
-    weights: dict = field(default_factory=dict)  # (node key, input slot) -> new array
+    weights: dict = field(default_factory=dict)  # (node key, input slot) -> new array or Stacked
     inserted: dict = field(default_factory=dict)  # node key -> nodes to place right after it
     renamed_outputs: dict = field(default_factory=dict)  # (node key, output slot) -> new value name
     renamed_inputs: dict = field(default_factory=dict)  # (node key, input slot) -> new value name
@@ -74,12 +100,14 @@ class EditContext:
     def value(self, node: onnx.NodeProto, slot: int) -> Optional[np.ndarray]:
         """The current value of a node's constant input: an edit already recorded, else the folded constant."""
         if (node_key(node), slot) in self.weights:
-            return self.weights[(node_key(node), slot)]
+            value = self.weights[(node_key(node), slot)]
+            return value.array() if isinstance(value, Stacked) else value
         if slot >= len(node.input) or not node.input[slot]:
             return None
         return self.index.const(node.input[slot])
 
-    def set_weight(self, node: onnx.NodeProto, slot: int, array: np.ndarray) -> None:
+    def set_weight(self, node: onnx.NodeProto, slot: int, array) -> None:
+        """Record a node input's new value: an array, or a ``Stacked`` of arrays."""
         self.weights[(node_key(node), slot)] = array
 
     def constant(self, hint: str, array: np.ndarray) -> str:

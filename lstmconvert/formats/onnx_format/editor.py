@@ -27,7 +27,7 @@ from ...options import EditRequest, EditResult
 from ...widening import Initialiser
 from . import weight_stream
 from .consumer_walk import walk
-from .edit_context import EditContext, node_key
+from .edit_context import EditContext, Stacked, node_key
 from .external_data import load_model
 from .graph_builder import PENDING_BYTES
 from .graph_index import GraphIndex
@@ -42,8 +42,8 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     """Write ``dst``: ``src`` with its (requested) forward LSTM nodes bidirectional and consumers widened."""
     ctx, wide = plan(src, request)
     preservation = _preservation(ctx, wide)
-    apply(ctx, wide)
-    write_edited(ctx.model, dst)
+    pending = apply(ctx, wide)
+    write_edited(ctx.model, dst, pending)
     return EditResult(widened=ctx.widened, consumers=ctx.consumers, preservation=preservation, notes=ctx.notes)
 
 
@@ -121,15 +121,15 @@ def _preservation(ctx: EditContext, wide: dict) -> Preservation:
     return verdict
 
 
-def apply(ctx: EditContext, wide: dict) -> None:
-    """Change the loaded graph as recorded."""
+def apply(ctx: EditContext, wide: dict) -> list:
+    """Change the loaded graph as recorded; returns the large new weights as ``weight_stream.PendingTensor``s."""
     graph = ctx.graph
     lstm_keys = {key for key, (role, _) in ctx.roles.items() if role == "lstm"}
     stale = set()  # values whose shape changes: their value_info goes
     nodes = []
     graph_inputs = {i.name for i in graph.input}
     initializers = {t.name: t for t in graph.initializer}
-    touched = set()
+    touched, pending = set(), []
     for node in list(graph.node):
         key = node_key(node)
         nodes += ctx.inserted.get(("before",) + key, [])
@@ -143,14 +143,20 @@ def apply(ctx: EditContext, wide: dict) -> None:
             consumers = ctx.index.consumers.get(name, [])
             exclusive = (name in initializers and name not in graph_inputs and len(consumers) == 1
                          and list(node.input).count(name) == 1)
-            tensor = numpy_helper.from_array(np.ascontiguousarray(array), name if exclusive else ctx.fresh(f"{name}_widened"))
-            if exclusive:
-                initializers[name].CopyFrom(tensor)
+            new_name = name if exclusive else ctx.fresh(f"{name}_widened")
+            if exclusive:  # the old tensor goes; its name carries the new value
+                graph.initializer.remove(initializers.pop(name))
             else:
-                graph.initializer.append(tensor)
                 touched.add(name)
-                node.input[slot] = tensor.name
-            stale.add(tensor.name)
+                node.input[slot] = new_name
+            rows = array.rows if isinstance(array, Stacked) else [np.ascontiguousarray(array)]
+            if array.nbytes >= PENDING_BYTES:  # written straight from these arrays
+                data_type = onnx.helper.np_dtype_to_tensor_dtype(np.dtype(array.dtype))
+                pending.append(weight_stream.PendingTensor(new_name, tuple(array.shape), data_type, rows))
+            else:
+                whole = array.array() if isinstance(array, Stacked) else rows[0]
+                graph.initializer.append(numpy_helper.from_array(whole, new_name))
+            stale.add(new_name)
         if key in lstm_keys:
             attributes = widened_attributes(node)
             del node.attribute[:]
@@ -178,6 +184,7 @@ def apply(ctx: EditContext, wide: dict) -> None:
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _widen_declared_outputs(ctx, wide)
+    return pending
 
 
 def _widen_declared_outputs(ctx: EditContext, wide: dict) -> None:
@@ -198,17 +205,22 @@ def _widen_declared_outputs(ctx: EditContext, wide: dict) -> None:
         entry.value = json.dumps(placed, sort_keys=True)
 
 
-def write_edited(model: onnx.ModelProto, path: Path) -> None:
-    """Check ``model`` with the full ONNX checker, then write it as the writer does (external data past 2 GB)."""
+def write_edited(model: onnx.ModelProto, path: Path, pending: list) -> None:
+    """Check ``model`` (plus ``pending`` weights) with the full ONNX checker, then write it as the writer does.
+
+    Large initializers leave the protobuf message first (it cannot hold 2 GB, and serializing it
+    would copy them all); like ``pending`` they are streamed into the file, or past 2 GB into
+    ``<name>.onnx.data``.
+    """
     graph = model.graph
     listed = {i.name for i in graph.input}
-    pending, kept = [], []
+    pending, kept = list(pending), []
     for tensor in graph.initializer:
         raw = len(tensor.raw_data) if tensor.HasField("raw_data") else 0
         if raw >= PENDING_BYTES and tensor.name not in listed:
-            # Large weights leave the protobuf message: it could not hold 2 GB, and the writer streams them.
-            pending.append(weight_stream.PendingTensor(tensor.name, tuple(tensor.dims), tensor.data_type,
-                                                       [np.frombuffer(tensor.raw_data, dtype=np.uint8)]))
+            data = np.frombuffer(tensor.raw_data, dtype=np.uint8)
+            tensor.ClearField("raw_data")  # one copy of the bytes at a time
+            pending.append(weight_stream.PendingTensor(tensor.name, tuple(tensor.dims), tensor.data_type, [data]))
         else:
             kept.append(tensor)
     del graph.initializer[:]

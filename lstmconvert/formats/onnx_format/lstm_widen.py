@@ -22,7 +22,7 @@ from ...errors import UnsupportedError
 from ...gates import FROM_ONNX, PEEPHOLE_FROM_ONNX, PEEPHOLE_TO_ONNX, TO_ONNX, permute_blocks
 from ...model import LSTMDirection
 from ...widening import Block, backward_direction
-from .edit_context import EditContext, node_key
+from .edit_context import EditContext, Stacked, node_key
 from .graph_index import attribute, describe
 from .lstm_node import INITIAL_C, INITIAL_H, B, P, R, W
 from .wide_values import Wide
@@ -107,22 +107,25 @@ def stack_directions(ctx: EditContext, node: onnx.NodeProto) -> None:
     b = ctx.value(node, B) if len(node.input) > B and node.input[B] else None
     p = ctx.value(node, P) if len(node.input) > P and node.input[P] else None
     hidden = r.shape[-1]
-    forward = LSTMDirection(
-        w_ih=permute_blocks(w[0], FROM_ONNX), w_hh=permute_blocks(r[0], FROM_ONNX),
-        b_ih=permute_blocks(b[0, :4 * hidden], FROM_ONNX) if b is not None else None,
-        b_hh=permute_blocks(b[0, 4 * hidden:], FROM_ONNX) if b is not None else None,
-        peephole=permute_blocks(p[0], PEEPHOLE_FROM_ONNX) if p is not None else None,
-    )
-    back = backward_direction(forward, ctx.request.backward, ctx.init)
-    ctx.set_weight(node, W, np.stack([w[0], permute_blocks(back.w_ih, TO_ONNX)]))
-    ctx.set_weight(node, R, np.stack([r[0], permute_blocks(back.w_hh, TO_ONNX)]))
-    if b is not None:  # a single-bias initialiser (Keras style) leaves the recurrent bias zero
-        halves = [permute_blocks(h, TO_ONNX) if h is not None else np.zeros(4 * hidden, b.dtype)
+    if ctx.request.backward == "copy":  # the forward arrays themselves, already in ONNX's gate order
+        backward = {W: w[0], R: r[0], B: b[0] if b is not None else None, P: p[0] if p is not None else None}
+    else:
+        forward = LSTMDirection(
+            w_ih=permute_blocks(w[0], FROM_ONNX), w_hh=permute_blocks(r[0], FROM_ONNX),
+            b_ih=permute_blocks(b[0, :4 * hidden], FROM_ONNX) if b is not None else None,
+            b_hh=permute_blocks(b[0, 4 * hidden:], FROM_ONNX) if b is not None else None,
+            peephole=permute_blocks(p[0], PEEPHOLE_FROM_ONNX) if p is not None else None,
+        )
+        back = backward_direction(forward, ctx.request.backward, ctx.init)
+        # A single-bias initialiser (Keras style) leaves the recurrent bias zero.
+        halves = [permute_blocks(h, TO_ONNX) if h is not None else np.zeros(4 * hidden, w.dtype)
                   for h in (back.b_ih, back.b_hh)]
-        ctx.set_weight(node, B, np.stack([b[0], np.concatenate(halves)]))
-    if p is not None:
-        peephole = back.peephole if back.peephole is not None else np.zeros(3 * hidden, p.dtype)
-        ctx.set_weight(node, P, np.stack([p[0], permute_blocks(peephole, PEEPHOLE_TO_ONNX)]))
+        peephole = back.peephole if back.peephole is not None else np.zeros(3 * hidden, w.dtype)
+        backward = {W: permute_blocks(back.w_ih, TO_ONNX), R: permute_blocks(back.w_hh, TO_ONNX),
+                    B: np.concatenate(halves), P: permute_blocks(peephole, PEEPHOLE_TO_ONNX)}
+    for slot, value in ((W, w), (R, r), (B, b), (P, p)):
+        if value is not None:
+            ctx.set_weight(node, slot, Stacked([np.ascontiguousarray(value[0]), np.ascontiguousarray(backward[slot])]))
     layout = attribute(node, "layout", 0)
     for slot in (INITIAL_H, INITIAL_C):
         if len(node.input) > slot and node.input[slot]:
