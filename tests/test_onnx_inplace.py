@@ -321,3 +321,20 @@ def test_describe_edit_shows_a_refusal_on_its_node():
     rows = {row["name"]: row for row in describe_edit(INPLACE / "layernorm.onnx", EditRequest())}
     assert rows["/norm/LayerNormalization"]["change"].startswith("refused: ")
     assert rows["/rnn/LSTM"]["role"] == "lstm" and rows["/fc/MatMul"]["role"] == "other"
+
+
+def test_forward_part_drops_each_backward_block():
+    from lstmconvert.checks.whole_model import forward_part
+
+    # source features [a0 a1 | c0 | b0 b1 b2] where a and b came from LSTMs; widened: [a | a' | c | b | b']
+    widened = np.array([[1, 2, 91, 92, 3, 4, 5, 6, 93, 94, 95]])
+    placed = {"axis": 1, "size": 6, "blocks": [[0, 2], [3, 3]]}
+    assert forward_part(widened, (1, 6), placed).tolist() == [[1, 2, 3, 4, 5, 6]]
+    assert forward_part(widened[:, :8], (1, 4), None).tolist() == [[1, 2, 91, 92]]  # no record: leading part
+    assert forward_part(widened, (1, 6), placed, allow_wider=False) is None
+    assert forward_part(widened, (2, 6), placed) is None
+
+
+def test_verify_refuses_models_with_different_inputs(capsys):
+    code, out, err = cli(capsys, "verify", INPLACE / "crnn.onnx", INPLACE / "attention.onnx")
+    assert code == 2 and out == "" and "takes inputs" in err and len(err.strip().splitlines()) == 1
