@@ -126,6 +126,10 @@ def verify(
         module = applies(exc, Path(src), Path(dst), src_format, dst_format)
         if module is None:
             raise
+        if hints:
+            given = ", ".join(f"--{name.replace('_', '-')}" for name in hints)
+            raise LstmConvertError(f"{src}: {given} does not apply: the files hold more than an LSTM stack, so "
+                                   "verify runs them whole, as they are") from exc
         return verify_whole(module, Path(src), Path(dst), expect=expect, seed=seed, atol=atol, rtol=rtol,
                             batch_sizes=batch_sizes, steps=steps)
     settings = Settings.make(seed, atol, rtol, batch_sizes, steps)
