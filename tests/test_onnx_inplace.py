@@ -83,7 +83,11 @@ def test_cli_widens_in_place_and_keeps_the_function(tmp_path, capsys, name, cons
         assert new[now][0].tobytes() == old[before][0].tobytes()  # forward direction bit-exact
     lstm = next(n for n in new_model.graph.node if n.name == "/rnn/LSTM")
     assert onnx.helper.get_attribute_value(next(a for a in lstm.attribute if a.name == "direction")) == b"bidirectional"
-    # Everything that is neither the LSTM's nor a consumer's weight is carried byte for byte.
+    # Every other node, and everything that is neither the LSTM's nor a consumer's weight, is carried as it was.
+    carried = {n.SerializeToString() for n in new_model.graph.node}
+    for node in old_model.graph.node:
+        if node.name not in consumers + ["/rnn/LSTM"]:
+            assert node.SerializeToString() in carried, node.name
     touched = {w0, r0, b0}
     for node in old_model.graph.node:
         if node.name in consumers:
@@ -335,6 +339,7 @@ def test_forward_part_drops_each_backward_block():
     assert forward_part(widened, (2, 6), placed) is None
 
 
-def test_verify_refuses_models_with_different_inputs(capsys):
-    code, out, err = cli(capsys, "verify", INPLACE / "crnn.onnx", INPLACE / "attention.onnx")
+def test_verify_refuses_models_with_different_inputs(tmp_path, capsys):
+    widen_in_place(INPLACE / "attention.onnx", tmp_path / "attention.onnx")
+    code, out, err = cli(capsys, "verify", INPLACE / "crnn.onnx", tmp_path / "attention.onnx")
     assert code == 2 and out == "" and "takes inputs" in err and len(err.strip().splitlines()) == 1

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..errors import LstmConvertError, MissingDependencyError, UnsupportedError
+from ..errors import LstmConvertError, MissingDependencyError, OutsideNeutralShapeError, UnsupportedError
 from ..registry import format_for_path, format_module
 from .compare import default_tolerance, error_stats
 from .report import CaseResult, VerifyReport
@@ -29,10 +29,14 @@ _DEFAULT_CASES = ((1, 1), (1, 6), (3, 4), (2, 9))
 
 
 def applies(exc: BaseException, src: Path, dst: Path, src_format: Optional[str], dst_format: Optional[str]):
-    """The format module to check whole files with, if ``exc`` says a file is outside the neutral shape."""
-    chain, refused = exc, False
+    """The format module to check whole files with, if ``exc`` says a file is outside the neutral shape.
+
+    That is an ``OutsideNeutralShapeError`` from a reader, or any refusal of what a graph holds (an
+    UnsupportedError, never damaged bytes) when DST records that it was widened in place.
+    """
+    chain, outside, refused = exc, False, False
     while chain is not None:
-        # OutsideNeutralShapeError is an UnsupportedError: any refusal of the *shape* (not damage) counts.
+        outside = outside or isinstance(chain, OutsideNeutralShapeError)
         refused = refused or isinstance(chain, UnsupportedError)
         chain = chain.__cause__
     if not refused:
@@ -44,6 +48,9 @@ def applies(exc: BaseException, src: Path, dst: Path, src_format: Optional[str],
     if info.name != other.name:
         return None
     module = format_module(info)
+    if not outside and not (hasattr(module, "edited_in_place") and Path(dst).is_file()
+                            and module.edited_in_place(Path(dst))):
+        return None
     if (hasattr(module, "run_graph") and hasattr(module, "signature")) or hasattr(module, "prove_edit"):
         return module
     return None

@@ -36,6 +36,8 @@ from .writer import EXTERNAL_DATA_THRESHOLD
 
 # Where a widened graph output's LSTM features sit (verify compares the source's part of it).
 WIDENED_OUTPUTS_KEY = "lstmconvert.widened_outputs"
+# Which LSTM nodes were widened in place, and how: the file says it was edited (verify checks it whole).
+IN_PLACE_KEY = "lstmconvert.widened_in_place"
 
 
 def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
@@ -184,7 +186,18 @@ def apply(ctx: EditContext, wide: dict) -> list:
     del graph.value_info[:]
     graph.value_info.extend(kept)
     _widen_declared_outputs(ctx, wide)
+    record = {"lstms": ctx.widened, "merge": ctx.request.merge, "backward": ctx.request.backward,
+              "preserve": ctx.request.preserve}
+    _set_metadata(ctx.model, IN_PLACE_KEY, json.dumps(record, sort_keys=True))
     return pending
+
+
+def _set_metadata(model: onnx.ModelProto, key: str, value: str) -> None:
+    entry = next((p for p in model.metadata_props if p.key == key), None)
+    if entry is None:
+        entry = model.metadata_props.add()
+        entry.key = key
+    entry.value = value
 
 
 def _widen_declared_outputs(ctx: EditContext, wide: dict) -> None:
@@ -198,11 +211,7 @@ def _widen_declared_outputs(ctx: EditContext, wide: dict) -> None:
         if ctx.request.merge == "concat" and len(dims) == state.rank and dims[state.axis].HasField("dim_value"):
             dims[state.axis].dim_value = state.widened_size("concat")
     if placed and ctx.request.merge == "concat":
-        entry = next((p for p in ctx.model.metadata_props if p.key == WIDENED_OUTPUTS_KEY), None)
-        if entry is None:
-            entry = ctx.model.metadata_props.add()
-            entry.key = WIDENED_OUTPUTS_KEY
-        entry.value = json.dumps(placed, sort_keys=True)
+        _set_metadata(ctx.model, WIDENED_OUTPUTS_KEY, json.dumps(placed, sort_keys=True))
 
 
 def write_edited(model: onnx.ModelProto, path: Path, pending: list) -> None:

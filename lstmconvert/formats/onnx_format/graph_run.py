@@ -57,6 +57,14 @@ def widened_outputs(path: Path) -> dict:
     return json.loads(entry) if entry else {}
 
 
+def edited_in_place(path: Path) -> bool:
+    """True if ``path`` was written by in-place widening (it holds more than an LSTM stack)."""
+    from .editor import IN_PLACE_KEY
+
+    model = onnx.load_model(str(path), load_external_data=False)
+    return any(p.key == IN_PLACE_KEY for p in model.metadata_props)
+
+
 def output_names(path: Path) -> list:
     return [o.name for o in onnx.load_model(str(path), load_external_data=False).graph.output]
 
