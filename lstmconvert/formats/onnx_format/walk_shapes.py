@@ -364,6 +364,16 @@ def _reverse_sequence(ctx, node, states):
     return through(ctx, node, state)
 
 
+def _pool(ctx, node, states):
+    """Pooling runs per channel (axis 1): over time it passes the widened channels on."""
+    state = states[0]
+    unused_extra_outputs(node, ctx)
+    if state.axis != 1:
+        mixing(ctx, node, "pools across the widened features")
+        return {}
+    return through(ctx, node, state)
+
+
 def _shape(ctx, node, states):
     ctx.mark(node, "through", "reads the shape only")
     return {}
@@ -378,3 +388,5 @@ SHAPE_HANDLERS.update({
     "Concat": _concat, "Split": _split, "Slice": _slice, "Gather": _gather, "Shape": _shape,
     "ReverseSequence": _reverse_sequence,
 })
+SHAPE_HANDLERS.update({op: _pool for op in ("MaxPool", "AveragePool", "LpPool", "GlobalMaxPool",
+                                            "GlobalAveragePool", "GlobalLpPool")})
