@@ -56,6 +56,7 @@ def node_inputs(model, op: str, name: str) -> list:
     ("attention", ["/score/MatMul", "/fc/Gemm"]),
     ("readers", ["/upper/LSTM", "/tagger/MatMul", "/state_fc/Gemm"]),
     ("extractor", []),
+    ("packed", ["/fc/MatMul"]),
 ])
 def test_cli_widens_in_place_and_keeps_the_function(tmp_path, capsys, name, consumers):
     src, dst = INPLACE / f"{name}.onnx", tmp_path / f"{name}_bi.onnx"
@@ -202,7 +203,7 @@ def test_signature_and_describe_edit():
 # -- verify of whole graphs ---------------------------------------------------------------------------
 
 def test_verify_whole_graphs_pass(tmp_path, capsys):
-    for name in ("attention", "readers"):
+    for name in ("attention", "readers", "packed"):  # token ids, three outputs, sequence lengths
         dst = tmp_path / f"{name}.onnx"
         widen_in_place(INPLACE / f"{name}.onnx", dst, backward="random")
         code, out, err = cli(capsys, "verify", INPLACE / f"{name}.onnx", dst)

@@ -76,6 +76,7 @@ def verify_whole(module, src: Path, dst: Path, *, expect: Optional[str] = None, 
     placed = module.widened_outputs(dst) if hasattr(module, "widened_outputs") else {}
     names = module.output_names(dst) if hasattr(module, "output_names") else None
     axes = module.axis_names(src) if hasattr(module, "axis_names") else {}
+    lengths = module.length_inputs(src) if hasattr(module, "length_inputs") else set()
     rng = np.random.default_rng(seed)
     cases = list(_DEFAULT_CASES)
     if batch_sizes or steps:  # every combination, as for neutral models
@@ -85,6 +86,7 @@ def verify_whole(module, src: Path, dst: Path, *, expect: Optional[str] = None, 
         placed = {}  # every output must keep its shape
     for n, t in cases:
         feed = {name: _draw(rng, _sizes(shape, axes.get(name), n, t), dtype, tables.get(name))
+                if name not in lengths else _lengths(rng, _sizes(shape, axes.get(name), n, t), dtype, t)
                 for name, shape, dtype in signature}
         label = "(" + ", ".join(f"{name} {tuple(a.shape)}" for name, a in feed.items()) + ")"
         expected = _run(module, src, feed, label)
@@ -182,6 +184,13 @@ def _sizes(shape: tuple, names: Optional[list], n: int, t: int) -> list:
             sizes.append(n if first else t)
         first = False
     return sizes
+
+
+def _lengths(rng: np.random.Generator, sizes: list, dtype: str, steps: int) -> np.ndarray:
+    """Sequence lengths in 1..steps, the first one full (so the batch really is ``steps`` long)."""
+    lengths = rng.integers(1, steps + 1, size=sizes)
+    lengths.reshape(-1)[:1] = steps
+    return lengths.astype(dtype)
 
 
 def _draw(rng: np.random.Generator, sizes: list, dtype: str, vocab: Optional[int]) -> np.ndarray:

@@ -57,6 +57,26 @@ def widened_outputs(path: Path) -> dict:
     return json.loads(entry) if entry else {}
 
 
+def length_inputs(path: Path) -> set:
+    """Graph inputs whose values reach an LSTM's ``sequence_lens`` (they hold sequence lengths)."""
+    from .graph_index import GraphIndex
+    from .lstm_node import SEQUENCE_LENS
+
+    model = load_model(path)
+    index = GraphIndex(model.graph, 13, model)
+    found = set()
+    for value in index.inputs:
+        frontier, seen = [value.name], set()
+        while frontier and value.name not in found:
+            name = frontier.pop()
+            seen.add(name)
+            for node in index.consumers.get(name, []):
+                if node.op_type == "LSTM" and len(node.input) > SEQUENCE_LENS and node.input[SEQUENCE_LENS] == name:
+                    found.add(value.name)
+                frontier += [o for o in node.output if o and o not in seen]
+    return found
+
+
 def edited_in_place(path: Path) -> bool:
     """True if ``path`` was written by in-place widening (it holds more than an LSTM stack)."""
     from .editor import IN_PLACE_KEY
