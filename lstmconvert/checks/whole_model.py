@@ -57,9 +57,8 @@ def applies(exc: BaseException, src: Path, dst: Path, src_format: Optional[str],
 
 
 def verify_whole(module, src: Path, dst: Path, *, expect: Optional[str] = None, seed: int = 0,
-                 atol: Optional[float] = None,
-                 rtol: Optional[float] = None, batch_sizes: Optional[Sequence[int]] = None,
-                 steps: Optional[Sequence[int]] = None):
+                 atol: Optional[float] = None, rtol: Optional[float] = None,
+                 batch_sizes: Optional[Sequence[int]] = None, steps: Optional[Sequence[int]] = None):
     """A VerifyReport (whole graphs run) or a ProofReport (structural proof) for ``src`` -> ``dst``."""
     src, dst = Path(src), Path(dst)
     info = format_for_path(src)
@@ -72,47 +71,63 @@ def verify_whole(module, src: Path, dst: Path, *, expect: Optional[str] = None, 
         return ProofReport(str(src), str(dst), info.name, bool(passed), list(lines))
     signature = module.signature(src)
     _check_same_signature(src, dst, signature, module.signature(dst))
-    tables = module.token_ranges(src) if hasattr(module, "token_ranges") else {}
-    placed = module.widened_outputs(dst) if hasattr(module, "widened_outputs") else {}
+    # Optional facts a format may offer about its graphs (ONNX offers them all).
+    placed = module.widened_outputs(dst) if hasattr(module, "widened_outputs") and expect != "same" else {}
     names = module.output_names(dst) if hasattr(module, "output_names") else None
-    axes = module.axis_names(src) if hasattr(module, "axis_names") else {}
-    lengths = module.length_inputs(src) if hasattr(module, "length_inputs") else set()
-    rng = np.random.default_rng(seed)
+    draw = _Inputs(module, src, signature, np.random.default_rng(seed))
     cases = list(_DEFAULT_CASES)
     if batch_sizes or steps:  # every combination, as for neutral models
         cases = [(n, t) for n in (batch_sizes or (1, 3)) for t in (steps or (1, 6))]
     report = None
-    if expect == "same":
-        placed = {}  # every output must keep its shape
     for n, t in cases:
-        feed = {name: _draw(rng, _sizes(shape, axes.get(name), n, t), dtype, tables.get(name))
-                if name not in lengths else _lengths(rng, _sizes(shape, axes.get(name), n, t), dtype, t)
-                for name, shape, dtype in signature}
+        feed = draw(n, t)
         label = "(" + ", ".join(f"{name} {tuple(a.shape)}" for name, a in feed.items()) + ")"
         expected = _run(module, src, feed, label)
+        report = report or _report(src, dst, info.name, expected, atol, rtol, seed)
         try:
             actual = module.run_graph(dst, feed)
         except MissingDependencyError:
             raise
         except Exception as exc:
-            report = report or _report(src, dst, info.name, expected, placed, atol, rtol, seed)
             report.cases.append(CaseResult(label, error=f"DST failed to run: {' '.join(str(exc).split())[:300]}"))
             continue
-        report = report or _report(src, dst, info.name, expected, placed, atol, rtol, seed)
         if len(actual) != len(expected):
             report.cases.append(CaseResult(label, error=f"DST has {len(actual)} outputs, SRC {len(expected)}"))
             continue
         for k, (want, got) in enumerate(zip(expected, actual)):
             name = names[k] if names and k < len(names) else f"output {k}"
-            where = f"{name} {label}"
-            selected = forward_part(np.asarray(got), np.asarray(want).shape, placed.get(name),
-                                    allow_wider=expect != "same")
-            if selected is None:
-                report.cases.append(CaseResult(where, error=f"DST output shape {tuple(got.shape)} does not fit SRC's "
-                                                            f"{tuple(want.shape)}"))
-                continue
-            report.cases.append(CaseResult(where, stats=error_stats(want, selected, report.tolerance)))
+            report.cases.append(_compare(report, f"{name} {label}", np.asarray(want), np.asarray(got),
+                                         placed.get(name), expect != "same"))
     return report
+
+
+class _Inputs:
+    """Seeded inputs from a graph's own signature (see ``_sizes`` and ``_draw``)."""
+
+    def __init__(self, module, path: Path, signature: list, rng: np.random.Generator) -> None:
+        self.signature, self.rng = signature, rng
+        self.tables = module.token_ranges(path) if hasattr(module, "token_ranges") else {}
+        self.axes = module.axis_names(path) if hasattr(module, "axis_names") else {}
+        self.lengths = module.length_inputs(path) if hasattr(module, "length_inputs") else set()
+
+    def __call__(self, n: int, t: int) -> dict:
+        feed = {}
+        for name, shape, dtype in self.signature:
+            sizes = _sizes(shape, self.axes.get(name), n, t)
+            feed[name] = (_lengths(self.rng, sizes, dtype, t) if name in self.lengths
+                          else _draw(self.rng, sizes, dtype, self.tables.get(name)))
+        return feed
+
+
+def _compare(report: VerifyReport, where: str, want: np.ndarray, got: np.ndarray, placed: Optional[dict],
+             allow_wider: bool) -> CaseResult:
+    selected = forward_part(got, want.shape, placed, allow_wider=allow_wider)
+    if selected is None:
+        return CaseResult(where, error=f"DST output shape {tuple(got.shape)} does not fit SRC's {tuple(want.shape)}")
+    if selected.shape != got.shape and report.expect == "same":
+        report.expect = "forward-half"
+        report.expect_reason += "; widened outputs compared on their forward features"
+    return CaseResult(where, stats=error_stats(want, selected, report.tolerance))
 
 
 def forward_part(actual: np.ndarray, expected_shape: tuple, placed: Optional[dict],
@@ -137,13 +152,10 @@ def forward_part(actual: np.ndarray, expected_shape: tuple, placed: Optional[dic
     return np.take(actual, positions, axis=axis)
 
 
-def _report(src, dst, fmt, expected, placed, atol, rtol, seed) -> VerifyReport:
+def _report(src, dst, fmt, expected, atol, rtol, seed) -> VerifyReport:
     floats = [o.dtype for o in expected if o.dtype.kind == "f"] or [np.dtype(np.float32)]
-    wider = bool(placed)
-    reason = (f"whole graphs run: every output compared ({len(expected)})"
-              + ("; widened outputs on their forward features" if wider else ""))
-    return VerifyReport(src=str(src), dst=str(dst), src_format=fmt, dst_format=fmt,
-                        expect="forward-half" if wider else "same", expect_reason=reason,
+    return VerifyReport(src=str(src), dst=str(dst), src_format=fmt, dst_format=fmt, expect="same",
+                        expect_reason=f"whole graphs run: every output compared ({len(expected)})",
                         tolerance=default_tolerance(*floats, atol=atol, rtol=rtol), seed=seed)
 
 
