@@ -47,7 +47,10 @@ def applies(exc: BaseException, src: Path, dst: Path, src_format: Optional[str],
         return None
     if info.name != other.name:
         return None
-    module = format_module(info)
+    try:
+        module = format_module(info)
+    except LstmConvertError:  # its framework is missing: the reader's own error says more
+        return None
     if not outside and not (hasattr(module, "edited_in_place") and Path(dst).is_file()
                             and module.edited_in_place(Path(dst))):
         return None
