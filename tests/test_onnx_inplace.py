@@ -344,3 +344,26 @@ def test_verify_refuses_models_with_different_inputs(tmp_path, capsys):
     widen_in_place(INPLACE / "attention.onnx", tmp_path / "attention.onnx")
     code, out, err = cli(capsys, "verify", INPLACE / "crnn.onnx", tmp_path / "attention.onnx")
     assert code == 2 and out == "" and "takes inputs" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("merge,backward", [("concat", "random"), ("sum", "zeros"), ("ave", "zeros")])
+def test_initial_states_from_graph_inputs(tmp_path, merge, backward):
+    """A caller-given (non-zero) initial state: the backward direction starts from zeros, so sum/ave stay exact."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+             for name, shape in (("W", (1, 16, 3)), ("R", (1, 16, 4)), ("M", (4, 2)))]
+    inits.append(numpy_helper.from_array(np.array([1], np.int64), "axis1"))
+    nodes = [helper.make_node("LSTM", ["x", "W", "R", "", "", "h0", "c0"], ["y"], hidden_size=4),
+             helper.make_node("Squeeze", ["y", "axis1"], ["steps"]), helper.make_node("MatMul", ["steps", "M"], ["out"])]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["T", "N", 3])]
+    inputs += [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, "N", 4]) for n in ("h0", "c0")]
+    graph = helper.make_graph(nodes, "states", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT,
+                                                                                      ["T", "N", 2])], inits)
+    src, dst = tmp_path / "states.onnx", tmp_path / "states_bi.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(src))
+    assert widen_in_place(src, dst, merge=merge, backward=backward).preservation.status == "exact"
+    feed = {"x": rng.standard_normal((5, 2, 3)).astype(np.float32),
+            "h0": rng.standard_normal((1, 2, 4)).astype(np.float32), "c0": rng.standard_normal((1, 2, 4)).astype(np.float32)}
+    np.testing.assert_allclose(run_graph(dst, feed)[0], run_graph(src, feed)[0], atol=1e-6, rtol=0)

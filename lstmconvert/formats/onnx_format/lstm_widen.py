@@ -129,7 +129,7 @@ def stack_directions(ctx: EditContext, node: onnx.NodeProto) -> None:
     layout = attribute(node, "layout", 0)
     for slot in (INITIAL_H, INITIAL_C):
         if len(node.input) > slot and node.input[slot]:
-            _widen_state(ctx, node, slot, direction_axis=0 if layout == 0 else 1)
+            _widen_state(ctx, node, slot, direction_axis=0 if layout == 0 else 1, dtype=w.dtype)
 
 
 def widened_attributes(node: onnx.NodeProto) -> list:
@@ -148,13 +148,13 @@ def widened_attributes(node: onnx.NodeProto) -> list:
     return out
 
 
-def _widen_state(ctx: EditContext, node: onnx.NodeProto, slot: int, direction_axis: int) -> None:
+def _widen_state(ctx: EditContext, node: onnx.NodeProto, slot: int, direction_axis: int, dtype: np.dtype) -> None:
     """initial_h/initial_c gain the backward direction's entry: zeros (a copy of a zero state)."""
     name = node.input[slot]
     if ctx.index.is_zero(name):
         backward = name
     else:  # the backward direction starts from zeros whatever the forward one starts from
-        zero = np.zeros((), dtype=ctx.value(node, W).dtype)
+        zero = np.zeros((), dtype=dtype)
         backward = ctx.fresh(f"{name}_backward")
         ctx.inserted.setdefault(("before",) + node_key(node), []).append(
             onnx.helper.make_node("Mul", [name, ctx.constant("zero", zero)], [backward], name=ctx.fresh("backward_state")))
