@@ -40,7 +40,7 @@ def select_lstms(ctx: EditContext) -> list:
         return chosen
     by_name = {n.name: n for n in lstms if n.name}
     chosen = []
-    for name in ctx.request.lstms:
+    for name in dict.fromkeys(ctx.request.lstms):  # a name given twice is widened once
         if name not in by_name:
             known = ", ".join(repr(n) for n in by_name) or "none has a name"
             raise UnsupportedError(f"--lstm {name!r}: no LSTM node of that name (the graph's LSTM nodes: {known})")
