@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
+from .errors import LstmConvertError, OutsideNeutralShapeError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
 from .registry import format_for_path, format_module
@@ -47,6 +47,8 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     except LstmConvertError as exc:
         if isinstance(exc, ReadError) or str(path) in str(exc):
             raise
+        if isinstance(exc, OutsideNeutralShapeError):  # keep its type: convert and verify turn to the whole file
+            raise OutsideNeutralShapeError(f"{path}: {exc}", exc.layer) from exc
         raise ReadError(path, str(exc)) from exc
     except Exception as exc:  # a framework choking on a damaged file
         if os.environ.get("LSTMCONVERT_DEBUG"):

@@ -117,8 +117,21 @@ def verify(
         >>> report = verify("tagger.pt", "tagger_bi.onnx")
         >>> assert report.passed, report.render_text()
     """
-    source = LoadedFile.open(src, src_format, **hints)
-    target = LoadedFile.open(dst, dst_format, **hints)
+    try:
+        source = LoadedFile.open(src, src_format, **hints)
+        target = LoadedFile.open(dst, dst_format, **hints)
+    except LstmConvertError as exc:  # a model outside the neutral shape is checked as a whole file
+        from .whole_model import applies, verify_whole
+
+        module = applies(exc, Path(src), Path(dst), src_format, dst_format)
+        if module is None:
+            raise
+        if hints:
+            given = ", ".join(f"--{name.replace('_', '-')}" for name in hints)
+            raise LstmConvertError(f"{src}: {given} does not apply: the files hold more than an LSTM stack, so "
+                                   "verify runs them whole, as they are") from exc
+        return verify_whole(module, Path(src), Path(dst), expect=expect, seed=seed, atol=atol, rtol=rtol,
+                            batch_sizes=batch_sizes, steps=steps)
     settings = Settings.make(seed, atol, rtol, batch_sizes, steps)
     return verify_loaded(source, target, expect=expect, settings=settings, diagnose=diagnose)
 
