@@ -508,13 +508,25 @@ BAD = {
 }
 
 
+# Graphs outside embedding -> LSTM stack -> dense head: refused across formats, widened in place in ONNX.
+OUTSIDE_NEUTRAL_SHAPE = ("conv_between_layers", "quirk_mean_pooling", "two_outputs")
+
+
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_unsupported_files_are_refused_with_one_line(name, capsys, tmp_path):
-    code = main(["convert", str(FIXTURES / "bad" / f"{name}.onnx"), "-o", str(tmp_path / "out.onnx")])
+    target = "out.pt" if name in OUTSIDE_NEUTRAL_SHAPE else "out.onnx"
+    code = main(["convert", str(FIXTURES / "bad" / f"{name}.onnx"), "-o", str(tmp_path / target)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and BAD[name] in err, err
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("name", OUTSIDE_NEUTRAL_SHAPE)
+def test_graphs_outside_the_neutral_shape_are_widened_in_place(name, capsys, tmp_path):
+    source = FIXTURES / "bad" / f"{name}.onnx"
+    assert main(["convert", str(source), "-o", str(tmp_path / "bi.onnx")]) == 0
+    assert main(["verify", str(source), str(tmp_path / "bi.onnx")]) == 0, capsys.readouterr().out
 
 
 def test_projection_is_refused(tmp_path):
