@@ -25,6 +25,15 @@ TAGGER = TORCH / "tagger.pt"
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
 
+def in_process(capsys, *args) -> tuple:
+    """The CLI in this process (cheaper), for checks of what a successful command prints."""
+    from lstmconvert.cli import main
+
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def lstmconvert(*args, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lstmconvert", *map(str, args)], capture_output=True, text=True,
                           env=ENV, cwd=cwd, timeout=300)
@@ -68,7 +77,7 @@ def in_read_only_folder(folder: Path, *argv: str) -> subprocess.CompletedProcess
 
 
 @needs_read_only_mount
-@pytest.mark.parametrize("extension", [".pt", ".keras", ".onnx"])
+@pytest.mark.parametrize("extension", [".pt", ".onnx"])  # the staging folder fails before any writer runs
 def test_read_only_output_folder_is_one_line_exit_2(tmp_path, extension):
     folder = tmp_path / "ro"
     folder.mkdir()
@@ -172,10 +181,10 @@ def test_every_command_applies_the_same_rule(command):
     assert_refused(lstmconvert(name, KERAS / "tagger.keras", *rest, "--readout", "last"), "--readout", "does not apply")
 
 
-def test_seed_with_random_backward_applies(tmp_path):
-    done = lstmconvert("convert", TAGGER, "-o", tmp_path / "bi.onnx", "--backward", "random", "--seed", "3")
-    assert done.returncode == 0, done.stderr
-    assert files_in(tmp_path) == ["bi.onnx"]
+def test_seed_with_random_backward_applies(tmp_path, capsys):
+    code, _, err = in_process(capsys, "convert", TAGGER, "-o", tmp_path / "bi.pt", "--backward", "random", "--seed", "3")
+    assert code == 0, err
+    assert files_in(tmp_path) == ["bi.pt"]
 
 
 # -- 5. reading Keras files needs h5py only -----------------------------------------------------------
@@ -267,17 +276,14 @@ def test_nothing_on_stdout_when_a_cast_then_fails(tmp_path):
     assert files_in(tmp_path) == []
 
 
-def test_keras_write_and_run_print_only_lstmconvert_lines(tmp_path):
+def test_keras_write_and_run_print_only_lstmconvert_lines():
     pytest.importorskip("keras", reason="keras (the [keras] extra) writes and runs Keras files")
     pytest.importorskip("tf_keras", reason="tf_keras runs files tf.keras wrote")
-    source = KERAS / "tagger_tf_keras.h5"  # runs in tf_keras; the widened copy runs in Keras 3
-    target = tmp_path / "bi.keras"
-    done = lstmconvert("convert", source, "-o", target)
-    assert done.returncode == 0, done.stderr
-    assert all(line.startswith("lstmconvert: ") for line in done.stderr.splitlines()), done.stderr
-    done = lstmconvert("verify", source, target)
+    # writes a .keras with Keras 3, runs the source in tf_keras and the written file in Keras 3
+    done = lstmconvert("roundtrip", KERAS / "tagger_tf_keras.h5", "--via", "keras")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stderr == "", done.stderr
+    assert done.stdout.rstrip().endswith("PASS")
 
 
 FRAMEWORK_WARNING = """
@@ -305,29 +311,29 @@ def test_framework_internal_warnings_are_dropped_and_ours_shown(tmp_path):
 
 # -- 9. assumptions a state_dict cannot confirm are stated --------------------------------------------
 
-def test_convert_and_inspect_state_what_a_state_dict_cannot_record(tmp_path):
-    source = TORCH / "classifier_last.pt"
-    done = lstmconvert("convert", source, "-o", tmp_path / "bi.onnx")
+def test_convert_and_inspect_state_what_a_state_dict_cannot_record(tmp_path, capsys):
+    source = TORCH / "classifier_last.pt"  # its forward reads the last state: the default readout is wrong
+    done = lstmconvert("convert", source, "-o", tmp_path / "bi.pt")
     assert done.returncode == 0, done.stderr
     note = next(line for line in done.stdout.splitlines() if line.startswith("note: "))
     assert "seq-first" in note and "readout sequence" in note and "--readout last" in note and "--batch-first" in note
-    inspected = lstmconvert("inspect", source)
-    assert note in inspected.stdout.splitlines()
-    report = json.loads(lstmconvert("inspect", source, "--json").stdout)
-    assert report["assumed"] == note[len("note: "):]
-    told = lstmconvert("convert", source, "-o", tmp_path / "bi2.onnx", "--batch-first", "--readout", "last")
-    assert told.returncode == 0 and "note:" not in told.stdout, told.stdout
-    # lstmconvert's own .pt records the layout and readout, so nothing is assumed when reading it back
-    written = lstmconvert("inspect", tmp_path / "bi.onnx")
-    assert "note:" not in written.stdout
+    _, inspected, _ = in_process(capsys, "inspect", source)
+    assert note in inspected.splitlines()
+    _, inspected, _ = in_process(capsys, "inspect", source, "--json")
+    assert json.loads(inspected)["assumed"] == note[len("note: "):]
+    code, told, _ = in_process(capsys, "convert", source, "-o", tmp_path / "bi2.pt", "--batch-first", "--readout", "last")
+    assert code == 0 and "note:" not in told, told
+    # lstmconvert's own .pt records the layout and readout, so reading it back assumes nothing
+    _, inspected, _ = in_process(capsys, "inspect", tmp_path / "bi.pt")
+    assert "note:" not in inspected
 
 
-def test_convert_json_reports_what_was_written(tmp_path):
-    target = tmp_path / "bi.onnx"
-    done = lstmconvert("convert", TAGGER, "-o", target, "--json")
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["ok"] and report["format"] == "onnx" and report["source_format"] == "torch"
+def test_convert_json_reports_what_was_written(tmp_path, capsys):
+    target = tmp_path / "bi.pt"
+    code, out, err = in_process(capsys, "convert", TAGGER, "-o", target, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["ok"] and report["format"] == "torch" and report["source_format"] == "torch"
     assert report["written"] == [{"path": str(target), "bytes": target.stat().st_size}]
     assert report["preservation"]["status"] == "exact"
     assert report["mode"] == "bidirectional" and report["assumed"]
