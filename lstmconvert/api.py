@@ -132,6 +132,8 @@ def widen_in_place(
     def produce(staged: Path) -> None:
         try:
             outcome.append(edit(src, staged, request))
+        except MissingDependencyError as exc:
+            raise exc.naming(src) from exc
         except LstmConvertError as exc:
             if isinstance(exc, (ReadError, WriteError)) or str(src) in str(exc):
                 raise

@@ -309,6 +309,15 @@ def test_framework_internal_warnings_are_dropped_and_ours_shown(tmp_path):
     assert any("mul" in line for line in lines)
 
 
+def test_torch_kernel_warnings_are_dropped(capsys):
+    # PyTorch's C++ warns (when oneDNN is in use) that projected LSTMs run on its default kernel: a note
+    # about its internals, raised while lstmconvert's code runs the model
+    code, out, err = in_process(capsys, "verify", TORCH / "tagger_proj.pt", TORCH / "tagger_proj.pt", "--batch", "1",
+                                "--steps", "2")
+    assert code == 0, out + err
+    assert err == "", err
+
+
 # -- 9. assumptions a state_dict cannot confirm are stated --------------------------------------------
 
 def test_convert_and_inspect_state_what_a_state_dict_cannot_record(tmp_path, capsys):
