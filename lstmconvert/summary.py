@@ -120,5 +120,7 @@ def assumptions(model: SequenceModel) -> str:
         flags.append("--readout " + ("sequence" if assumed["readout"] == "last" else "last"))
     if not said:
         return ""
-    return (f"read as {', '.join(said)}: a state_dict does not record {'these' if len(said) > 1 else 'this'}; "
+    kind = (model.meta.get("torch") or {}).get("kind", "state_dict")
+    holder = {"state_dict": "a state_dict", "torchscript": "a TorchScript archive", "export": "this file"}.get(kind, "this file")
+    return (f"read as {', '.join(said)}: {holder} does not record {'these' if len(said) > 1 else 'this'}; "
             f"pass {' / '.join(flags)} if your forward differs")

@@ -54,7 +54,12 @@ def _quiet_import(name: str):
     for key, value in _TF_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to protect
+        module = importlib.import_module(name)
+        _quiet_absl()
+        return module
     try:
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 2)
