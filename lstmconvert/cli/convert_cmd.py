@@ -54,7 +54,7 @@ def convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, se
     A model with layers outside [Embedding] -> LSTM stack -> [Dense head] (a conv front end,
     attention, several inputs...) is widened in place, in its own format.
     """
-    from ..errors import LstmConvertError, OutsideNeutralShapeError
+    from ..errors import OutsideNeutralShapeError
 
     into_folder = len(sources) > 1 or dst.is_dir() or str(dst).endswith(("/", os.sep))
     _refuse_inapplicable(ctx, sources, dst, src_format, dst_format, into_folder)
