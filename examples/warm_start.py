@@ -31,10 +31,12 @@ Every fine-tuning run starts a fresh Adam (a converted model has new parameters,
 optimiser state to carry over; the unidirectional baseline is reset too so all runs are treated
 alike). All fine-tuning runs of a task and seed see the same batches in the same order.
 
-Writes ``warm_start.md`` (tables and findings) and ``warm_start.png`` (curves) to ``--out-dir`` and
-prints the tables.
+Writes ``warm_start.md`` (tables and findings) and ``warm_start.png`` (curves) to ``--out-dir``
+(default ``warm_start_results/`` in the current folder, so a run never replaces the committed
+``docs/warm_start.md``) and prints the tables.
 
-    python examples/warm_start.py          # full run: writes docs/warm_start.md and docs/warm_start.png
+    python examples/warm_start.py                  # full run: writes warm_start_results/warm_start.{md,png}
+    python examples/warm_start.py --out-dir docs   # refresh the committed results
     python examples/warm_start.py --tasks peek --pretrain-steps 60 --finetune-steps 20 --seeds 0 \
         --no-plot --out-dir /tmp/warm_start
 """
@@ -59,7 +61,7 @@ BACKWARD_INITS = ("copy", "random", "zeros")
 DEFAULT_TASKS = ("peek", "mirror")
 # Accuracies whose first crossing the table reports; all lie above the unidirectional ceiling.
 THRESHOLDS = (0.8, 0.9, 0.95, 0.99)
-DEFAULT_OUT_DIR = Path(__file__).resolve().parent.parent / "docs"
+DEFAULT_OUT_DIR = Path("warm_start_results")  # docs/ holds the committed run: replace it only on purpose
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ _LAZY = {
     "convert": ("Preservation", "PreservationWarning", "UntrainableWarning", "preservation", "to_bidirectional"),
     "model": ("Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel"),
     "checks": ("RoundtripReport", "VerifyReport", "roundtrip", "verify"),
+    "batch": ("ConversionResult", "convert_file", "convert_many"),
 }
 _HOME = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -48,5 +49,5 @@ __all__ = [
     "load", "save", "run", "widen_in_place", "to_bidirectional", "preservation", "Preservation", "PreservationWarning", "UntrainableWarning",
     "LstmConvertError", "MissingDependencyError", "ModelError", "ReadError", "UnsupportedError",
     "WriteError", "Activation", "Dense", "Embedding", "LSTMDirection", "LSTMLayer", "SequenceModel",
-    "verify", "roundtrip", "VerifyReport", "RoundtripReport",
+    "verify", "roundtrip", "VerifyReport", "RoundtripReport", "convert_file", "convert_many", "ConversionResult",
 ]

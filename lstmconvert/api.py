@@ -10,7 +10,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import LstmConvertError, OutsideNeutralShapeError, ReadError, UnsupportedError, WriteError
+from .errors import LstmConvertError, MissingDependencyError, OutsideNeutralShapeError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
 from .registry import format_for_path, format_module
@@ -37,13 +37,14 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     """
     path = Path(path)
     info = format_for_path(path, format)
-    if not path.is_file():
-        raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
-    module = format_module(info)
+    _check_source(path)
+    module = format_module(info, path)
     try:
         model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
         return model.validate()
+    except MissingDependencyError as exc:
+        raise exc.naming(path) from exc
     except LstmConvertError as exc:
         if isinstance(exc, ReadError) or str(path) in str(exc):
             raise
@@ -74,11 +75,13 @@ def save(
     info = format_for_path(path, format)
     _check_target(path, force)
     model.validate()
-    module = format_module(info)
+    module = format_module(info, path)
 
     def produce(staged: Path) -> None:
         try:
             module.write(model, staged, WriteOptions(opset=opset))
+        except MissingDependencyError as exc:
+            raise exc.naming(path) from exc
         except LstmConvertError as exc:
             if str(path.name) in str(exc):
                 raise
@@ -117,12 +120,10 @@ def widen_in_place(
         raise UnsupportedError(
             f"{src}: in-place widening writes the source's own format ({info.name}), not {dst_info.name}"
         )
-    if not src.is_file():
-        raise ReadError(src, "no such file" if not src.exists() else "not a regular file")
-    if dst.exists() and dst.resolve() == src.resolve():
-        raise WriteError(dst, "is the input file; choose another output path")
+    _check_source(src)
+    refuse_overwriting_input(src, dst)
     _check_target(dst, force)
-    module = format_module(info)
+    module = format_module(info, src)
     edit = getattr(module, "edit", None)
     if edit is None:
         raise UnsupportedError(f"{src}: the {info.name} format cannot widen a model in place")
@@ -133,6 +134,8 @@ def widen_in_place(
     def produce(staged: Path) -> None:
         try:
             outcome.append(edit(src, staged, request))
+        except MissingDependencyError as exc:
+            raise exc.naming(src) from exc
         except LstmConvertError as exc:
             if isinstance(exc, (ReadError, WriteError)) or str(src) in str(exc):
                 raise
@@ -149,8 +152,21 @@ def widen_in_place(
 
 
 def _write_staged(path: Path, force: bool, produce) -> list:
-    """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place."""
+    """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place.
+
+    The file system's own refusals (a read-only or full disk, no permission) become a ``WriteError``
+    naming ``path``.
+    """
     _check_target(path, force)
+    try:
+        return _stage_and_rename(path, force, produce)
+    except OSError as exc:
+        if os.environ.get("LSTMCONVERT_DEBUG"):
+            raise
+        raise WriteError(path, f"cannot write here: {exc.strerror or exc}") from exc
+
+
+def _stage_and_rename(path: Path, force: bool, produce) -> list:
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         produce(staging / path.name)
@@ -166,7 +182,28 @@ def _write_staged(path: Path, force: bool, produce) -> list:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def refuse_overwriting_input(src: PathLike, dst: PathLike) -> None:
+    """A conversion never replaces its input, also when ``dst`` reaches it by another name (a symlink,
+    a hard link, ``./``): the input is never modified."""
+    src, dst = Path(src), Path(dst)
+    try:
+        same = dst.exists() and os.path.samefile(src, dst)
+    except OSError:
+        same = False
+    if same or (dst.resolve() == src.resolve()):
+        raise WriteError(dst, f"is the input file {src}; choose another output path (the input is never modified)")
+
+
+def _check_source(path: Path) -> None:
+    if not path.is_file():
+        raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
+    if path.stat().st_size == 0:
+        raise ReadError(path, "empty file")
+
+
 def _check_target(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise WriteError(path, "is a folder; name the output file (or convert several files with --to into a folder)")
     if path.exists() and not force:
         raise WriteError(path, "exists; pass --force (force=True) to replace it")
     if not path.parent.is_dir():
@@ -177,7 +214,10 @@ def run(path: PathLike, inputs: np.ndarray, *, format: Optional[str] = None, **h
     """Run a model file in its own framework's runtime on batch-major ``inputs``."""
     path = Path(path)
     model = load(path, format=format, **hints)
-    return format_module(format_for_path(path, format)).run(path, model, inputs)
+    try:
+        return format_module(format_for_path(path, format), path).run(path, model, inputs)
+    except MissingDependencyError as exc:
+        raise exc.naming(path) from exc
 
 
 def _one_line(exc: BaseException) -> str:

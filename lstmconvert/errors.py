@@ -47,6 +47,13 @@ class MissingDependencyError(LstmConvertError):
         )
         self.package = package
         self.extra = extra
+        self.purpose = purpose
+
+    def naming(self, path: object) -> "MissingDependencyError":
+        """This error with ``path`` in front, unless the message already names it."""
+        if str(path) in str(self):
+            return self
+        return MissingDependencyError(self.package, self.extra, f"{path}: {self.purpose}")
 
 
 def require(module: str, extra: str, purpose: str):

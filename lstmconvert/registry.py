@@ -38,13 +38,17 @@ class FormatInfo:
     extensions: tuple
     extra: str  # the pip extra that installs its framework
     description: str
+    # Its files leave the embedding, head, layout and readout unsaid, so the read hints
+    # (--embedding, --head, --batch-first/--seq-first, --readout) apply; other formats record them.
+    read_hints: bool = False
 
 
 FORMATS = {
     info.name: info
     for info in (
         FormatInfo("torch", "lstmconvert.formats.torch_format", (".pt", ".pth", ".pt2", ".ckpt", ".bin"), "torch",
-                   "PyTorch state_dict (.pt/.pth, Lightning .ckpt, pytorch_model.bin) or torch.export program (.pt2)"),
+                   "PyTorch state_dict (.pt/.pth, Lightning .ckpt, pytorch_model.bin) or torch.export program (.pt2)",
+                   read_hints=True),
         FormatInfo("keras", "lstmconvert.formats.keras_format", (".keras", ".h5", ".hdf5"), "keras",
                    "Keras 3 archive (.keras) or full-model HDF5 (.h5)"),
         FormatInfo("onnx", "lstmconvert.formats.onnx_format", (".onnx",), "onnx",
@@ -73,12 +77,13 @@ def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
     )
 
 
-def format_module(info: FormatInfo) -> ModuleType:
-    """Import a format's module; a missing framework names the extra to install."""
+def format_module(info: FormatInfo, path: Optional[Path] = None) -> ModuleType:
+    """Import a format's module; a missing framework names the file (when given) and the extra to install."""
     try:
         return importlib.import_module(info.module)
     except ImportError as exc:
         from .errors import MissingDependencyError
 
-        missing = getattr(exc, "name", None) or str(exc)
-        raise MissingDependencyError(missing, info.extra, f"the {info.name} format") from exc
+        missing = (getattr(exc, "name", None) or str(exc)).split(".")[0]
+        purpose = f"the {info.name} format" if path is None else f"{path}: the {info.name} format"
+        raise MissingDependencyError(missing, info.extra, purpose) from exc

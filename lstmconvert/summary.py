@@ -103,3 +103,24 @@ def render_text(report: dict) -> str:
         for key, verdict in conv["preservation"].items():
             lines.append(f"            {key:<15} {verdict['status']:<13} {verdict['reason']}")
     return "\n".join(lines)
+
+
+def assumptions(model: SequenceModel) -> str:
+    """The layout and readout a reader had to assume (``meta["assumed"]``), as one sentence; "" if none.
+
+    A PyTorch state_dict records neither how its ``forward`` lays out the input nor what it returns.
+    """
+    assumed = model.meta.get("assumed") or {}
+    said, flags = [], []
+    if "batch_first" in assumed:
+        said.append("batch-first" if assumed["batch_first"] else "seq-first")
+        flags.append("--seq-first" if assumed["batch_first"] else "--batch-first")
+    if "readout" in assumed:
+        said.append(f"readout {assumed['readout']}")
+        flags.append("--readout " + ("sequence" if assumed["readout"] == "last" else "last"))
+    if not said:
+        return ""
+    kind = (model.meta.get("torch") or {}).get("kind", "state_dict")
+    holder = {"state_dict": "a state_dict", "torchscript": "a TorchScript archive", "export": "this file"}.get(kind, "this file")
+    return (f"read as {', '.join(said)}: {holder} does not record {'these' if len(said) > 1 else 'this'}; "
+            f"pass {' / '.join(flags)} if your forward differs")

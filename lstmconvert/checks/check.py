@@ -45,7 +45,11 @@ class LoadedFile:
         """The file's output in its own framework's runtime (remembered per input batch)."""
         key = (data.shape, data.dtype.str, data.tobytes())
         if key not in self._outputs:
-            self._outputs[key] = np.asarray(format_module(self.info).run(self.path, self.model, data))
+            try:
+                output = format_module(self.info, self.path).run(self.path, self.model, data)
+            except MissingDependencyError as exc:
+                raise exc.naming(self.path) from exc
+            self._outputs[key] = np.asarray(output)
         return self._outputs[key]
 
 
@@ -119,7 +123,8 @@ def verify(
     """
     try:
         source = LoadedFile.open(src, src_format, **hints)
-        target = LoadedFile.open(dst, dst_format, **hints)
+        # The read hints describe a PyTorch file; a DST whose format records its own layout takes none.
+        target = LoadedFile.open(dst, dst_format, **(hints if format_for_path(dst, dst_format).read_hints else {}))
     except LstmConvertError as exc:  # a model outside the neutral shape is checked as a whole file
         from .whole_model import applies, verify_whole
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import click
 
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .rules import InapplicableOptionError, refuse_given, refuse_read_hints
 
 
 @click.command()
-@click.argument("src", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "dst", required=True, type=click.Path(path_type=Path), help="Output file.")
+@click.argument("sources", metavar="SRC...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", "dst", required=True, type=click.Path(path_type=Path),
+              help="Output file; or, with several SRC files or a name ending in '/', the folder that receives "
+                   "<name>.<extension of --to> for each.")
 @click.option("--from", "src_format", type=FORMAT_CHOICE, help="Source format (default: from the extension).")
-@click.option("--to", "dst_format", type=FORMAT_CHOICE, help="Target format (default: from the extension).")
+@click.option("--to", "dst_format", type=FORMAT_CHOICE,
+              help="Target format (default: from the extension; required with an output folder).")
 @click.option("--backward", type=click.Choice(["copy", "random", "zeros"]), default="copy", show_default=True,
               help="Initial weights of the new backward direction.")
 @click.option("--merge", type=click.Choice(["concat", "sum", "ave", "mul"]), default="concat", show_default=True,
@@ -25,7 +31,10 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32", "float64"]),
               help="Cast every weight to this dtype (default: keep the source's).")
 @click.option("--opset", type=int, help="ONNX opset to write (default: the newest onnxruntime runs).")
-@click.option("--force", is_flag=True, help="Replace DST if it exists.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With several SRC files: convert this many at once, in worker processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON, for scripts.")
 @click.option("--lstm", "lstms", multiple=True, metavar="NAME",
               help="Widen only this LSTM (Keras layer name, ONNX node name, state_dict prefix); repeatable. "
                    "Widens in place, in SRC's own format.")
@@ -33,35 +42,47 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
               help="PyTorch state_dict: the modules that read the --lstm's output (nn.Linear, nn.Conv1d, "
                    "nn.LSTM), widened on their input features; repeatable.")
 @read_hint_options
-def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
-            dtype, opset, force, lstms, consumers, **kwargs) -> int:
-    """Convert SRC to a bidirectional model (or only its format) and write it to DST.
+@click.pass_context
+def convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
+            dtype, opset, force, jobs, as_json, lstms, consumers, **kwargs) -> int:
+    """Convert SRC to a bidirectional model (or only its format) and write it to the output.
+
+    Several SRC files (or an output ending in '/') convert into a folder, each to
+    <name>.<extension of --to>, going on past files that fail. Exit status: 0 all converted,
+    1 some failed, 2 bad usage or (for one file) bad input.
 
     A model with layers outside [Embedding] -> LSTM stack -> [Dense head] (a conv front end,
     attention, several inputs...) is widened in place, in its own format.
     """
-    from ..api import load, save
-    from ..convert import to_bidirectional
     from ..errors import LstmConvertError, OutsideNeutralShapeError
 
+    into_folder = len(sources) > 1 or dst.is_dir() or str(dst).endswith(("/", os.sep))
+    _refuse_inapplicable(ctx, sources, dst, src_format, dst_format, into_folder)
     consumers = tuple(c.strip() for group in consumers for c in group.split(",") if c.strip())
+    if into_folder:
+        return _convert_into_folder(sources, dst, dst_format, jobs, as_json, src_format=src_format,
+                                    backward=backward, merge=merge, preserve=preserve, seed=seed,
+                                    keep_direction=keep_direction, dtype=dtype, opset=opset, force=force,
+                                    **hints_from(kwargs))
+    (src,) = sources
     hints = hints_from(kwargs)
     if consumers or (lstms and _same_format(src, dst, src_format, dst_format)):
         if hints:  # they describe how to read a pure LSTM model; an in-place edit reads none
             raise LstmConvertError(f"{src}: --{next(iter(hints)).replace('_', '-')} does not apply to in-place "
                                    "widening (--lstm/--consumer with DST in the source's format)")
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
-                               lstms, consumers, keep_direction=keep_direction, dtype=dtype, opset=opset)
+                               lstms, consumers, keep_direction=keep_direction, dtype=dtype, opset=opset,
+                               as_json=as_json)
     if lstms:  # another format: the named LSTM alone, read as a pure model (features in, sequence out)
         if len(lstms) > 1:
             raise LstmConvertError(f"{src}: a conversion to another format reads one LSTM alone; give one --lstm")
         hints["lstm"] = lstms[0]
+    from ..batch import convert_file
+
     try:
-        model = load(src, format=src_format, **hints)
-        if lstms and model.meta.get("lstm_alone") is None:
-            raise LstmConvertError(f"{src}: --lstm with another target format reads one LSTM alone, which the "
-                                   f"{model.meta.get('source_format')} reader does not do; widen in place instead "
-                                   "(DST in the source's format)")
+        result = convert_file(src, dst, src_format=src_format, dst_format=dst_format, backward=backward,
+                              merge=merge, preserve=preserve, seed=seed, keep_direction=keep_direction,
+                              dtype=dtype, opset=opset, force=force, **hints)
     except OutsideNeutralShapeError as exc:
         if keep_direction or lstms:
             raise
@@ -69,22 +90,70 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
             raise OutsideNeutralShapeError(f"{exc}; it holds {exc.layer}: widen it in its own format ({src.suffix}), "
                                            "or convert the LSTM stack alone with --lstm", exc.layer) from exc
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
-                               (), (), keep_direction=False, dtype=dtype, opset=opset)
-    if dtype is not None and dtype != str(model.dtype):
-        click.echo(f"casting weights from {model.dtype} to {dtype}")
-        model = model.astype(_numpy_dtype(dtype))
-    if not keep_direction:
-        try:
-            model = to_bidirectional(model, backward=backward, merge=merge, preserve=preserve, seed=seed)
-        except LstmConvertError as exc:
-            raise LstmConvertError(f"{src}: {exc}") from exc
-    written = save(model, dst, format=dst_format, force=force, opset=opset)
-    verdict = model.meta.get("preservation")
-    summary = "format only" if keep_direction else f"bidirectional, merge={merge}, backward={backward}"
-    click.echo(f"wrote {', '.join(map(str, written))} ({summary})")
-    if verdict is not None:
-        click.echo(f"function preservation: {verdict.status} ({verdict.reason})")
+                               (), (), keep_direction=False, dtype=dtype, opset=opset, as_json=as_json)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return 0
+    click.echo(f"wrote {', '.join(w['path'] for w in result.written)} ({result.describe()})")
+    if result.preservation is not None:
+        click.echo(f"function preservation: {result.preservation['status']} ({result.preservation['reason']})")
+    if result.assumed:
+        click.echo(f"note: {result.assumed}")
     return 0
+
+
+def _refuse_inapplicable(ctx, sources, dst: Path, src_format, dst_format, into_folder: bool) -> None:
+    """Every option given must be able to change this conversion (see ``rules``)."""
+    from ..registry import format_for_path
+
+    src = ", ".join(map(str, sources))
+    if ctx.params["keep_direction"]:
+        refuse_given(ctx, ("backward", "merge", "preserve", "seed"),
+                     "--keep-direction converts the format only; nothing is widened", where=src)
+    elif ctx.params["backward"] != "random" and ctx.params["preserve"]:
+        refuse_given(ctx, ("seed",), f"nothing is drawn at random with --backward {ctx.params['backward']} "
+                                     "(--seed seeds --backward random and --no-preserve)", where=src)
+    if into_folder:
+        if ctx.params["dst_format"] is None:
+            raise InapplicableOptionError(
+                f"{dst}: -o names a folder here (several SRC files, an existing folder or a trailing '/'); "
+                "pass --to torch|keras|onnx to choose the format of the files written into it"
+            )
+        refuse_given(ctx, ("lstms", "consumers"), "in-place widening takes one SRC and one output file")
+        target_format = dst_format
+    else:
+        refuse_given(ctx, ("jobs",), "there is one SRC file; -j converts several at once", where=src)
+        target_format = format_for_path(dst, dst_format).name
+    if target_format != "onnx":
+        refuse_given(ctx, ("opset",), f"the target is {target_format}, not ONNX", where=dst)
+    refuse_read_hints(ctx, sources, src_format)
+
+
+def _convert_into_folder(sources, outdir: Path, to: str, jobs: int, as_json: bool, **options) -> int:
+    """Several files: one line per file as it finishes, failures on stderr, then a summary."""
+    from ..batch import convert_many
+
+    def report(result) -> None:
+        for warning in result.warnings:
+            where = "" if result.source in warning else f"{result.source}: "
+            click.echo(f"lstmconvert: warning: {where}{warning}", err=True)
+        if not result.ok:
+            click.echo(f"lstmconvert: error: {result.error}", err=True)
+        elif not as_json:
+            verdict = f"; preservation {result.preservation['status']}" if result.preservation else ""
+            click.echo(f"ok  {result.source} -> {result.target} ({result.describe()}{verdict})")
+            if result.assumed:
+                click.echo(f"    note: {result.assumed}")
+
+    results = convert_many(sources, outdir, to=to, jobs=jobs, on_result=report, **options)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        click.echo(json.dumps({"converted": len(results) - len(failed), "failed": len(failed),
+                               "files": [r.to_dict() for r in results]}, indent=2))
+    else:
+        tail = f"; {len(failed)} failed: {', '.join(r.source for r in failed)}" if failed else ""
+        click.echo(f"converted {len(results) - len(failed)} of {len(results)} files into {outdir}{tail}")
+    return 1 if failed else 0
 
 
 def _same_format(src: Path, dst: Path, src_format, dst_format) -> bool:
@@ -94,7 +163,7 @@ def _same_format(src: Path, dst: Path, src_format, dst_format) -> bool:
 
 
 def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force, lstms, consumers,
-                    *, keep_direction, dtype, opset) -> int:
+                    *, keep_direction, dtype, opset, as_json=False) -> int:
     """The model holds layers outside the neutral shape: widen its LSTMs inside the file's own format."""
     from ..api import widen_in_place
     from ..errors import LstmConvertError
@@ -108,6 +177,14 @@ def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, pre
                                "extension as SRC")
     result = widen_in_place(src, dst, format=src_format, lstm=lstms, consumers=consumers, backward=backward,
                             merge=merge, preserve=preserve, seed=seed, force=force)
+    if as_json:
+        click.echo(json.dumps({
+            "source": str(src), "target": str(dst), "mode": "in place", "merge": merge, "backward": backward,
+            "written": [{"path": str(dst), "bytes": Path(dst).stat().st_size}],
+            "widened": list(result.widened), "consumers": list(result.consumers),
+            "preservation": {"status": result.preservation.status, "reason": result.preservation.reason},
+            "notes": list(result.notes), "ok": True}, indent=2))
+        return 0
     click.echo(f"wrote {dst} (in place: bidirectional {', '.join(map(repr, result.widened))}, "
                f"merge={merge}, backward={backward}; consumers widened: "
                f"{', '.join(map(repr, result.consumers)) or 'none'})")
@@ -115,11 +192,3 @@ def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, pre
     for note in result.notes:
         click.echo(f"note: {note}")
     return 0
-
-
-def _numpy_dtype(name: str):
-    if name == "bfloat16":  # numpy has no bfloat16 of its own
-        import ml_dtypes
-
-        return ml_dtypes.bfloat16
-    return name

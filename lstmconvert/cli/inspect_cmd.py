@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .rules import refuse_read_hints
 
 
 @click.command()
@@ -19,7 +20,8 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
 @click.option("--consumer", "consumers", multiple=True, metavar="PREFIX[,PREFIX...]",
               help="PyTorch state_dict: the modules that read the --lstm's output; repeatable.")
 @read_hint_options
-def inspect(path: Path, src_format, as_json: bool, lstms, consumers, **kwargs) -> int:
+@click.pass_context
+def inspect(ctx, path: Path, src_format, as_json: bool, lstms, consumers, **kwargs) -> int:
     """Show the layers, shapes, directions, dtypes and parameter counts of PATH.
 
     A model with layers outside [Embedding] -> LSTM stack -> [Dense head] is shown whole: every
@@ -27,8 +29,9 @@ def inspect(path: Path, src_format, as_json: bool, lstms, consumers, **kwargs) -
     """
     from ..api import load
     from ..errors import LstmConvertError, OutsideNeutralShapeError
-    from ..summary import describe, render_text
+    from ..summary import assumptions, describe, render_text
 
+    refuse_read_hints(ctx, [path], src_format)
     consumers = tuple(c.strip() for group in consumers for c in group.split(",") if c.strip())
     hints = hints_from(kwargs)
     if (lstms or consumers) and hints:
@@ -43,7 +46,13 @@ def inspect(path: Path, src_format, as_json: bool, lstms, consumers, **kwargs) -
             raise
         return _whole_model(path, src_format, as_json, (), (), reason=exc)
     report = describe(model, str(path))
-    click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+    assumed = assumptions(model)
+    if as_json:
+        click.echo(json.dumps({**report, "assumed": assumed or None}, indent=2))
+        return 0
+    click.echo(render_text(report))
+    if assumed:
+        click.echo(f"note: {assumed}")
     return 0
 
 

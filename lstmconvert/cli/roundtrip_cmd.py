@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .rules import refuse_read_hints
 from .verify_cmd import input_shape_options
 
 
@@ -22,7 +23,8 @@ from .verify_cmd import input_shape_options
               help="Write the intermediate files into this existing folder and keep them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @read_hint_options
-def roundtrip(src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, keep, as_json, **kwargs) -> int:
+@click.pass_context
+def roundtrip(ctx, src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, keep, as_json, **kwargs) -> int:
     """Write SRC (as it is) through each format and read it back: weights must come back
     bit-exact and every format's runtime must compute what SRC's runtime computes.
 
@@ -30,6 +32,7 @@ def roundtrip(src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, 
     """
     from ..checks import roundtrip as run_roundtrip
 
+    refuse_read_hints(ctx, [src], src_format)
     report = run_roundtrip(src, via=via, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
                            src_format=src_format, keep=keep, **hints_from(kwargs))
     click.echo(report.to_json() if as_json else report.render_text())

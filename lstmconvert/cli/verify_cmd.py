@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .rules import READ_HINTS, given, refuse_read_hints
 
 
 def _int_list(ctx, param, value):
@@ -48,7 +49,8 @@ def input_shape_options(func):
 @click.option("--no-diagnose", is_flag=True, help="On a mismatch, skip the search for the likely cause.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 @read_hint_options
-def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, batch_sizes, steps, atol, rtol, no_diagnose,
+@click.pass_context
+def verify(ctx, src: Path, dst: Path, src_format, dst_format, expect, seed, batch_sizes, steps, atol, rtol, no_diagnose,
            as_json, **kwargs) -> int:
     """Run SRC and DST in their own frameworks on the same seeded inputs and compare.
 
@@ -56,7 +58,11 @@ def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, batch_siz
     printed), 2 if a file cannot be read or run.
     """
     from ..checks import verify as run_verify
+    from ..registry import format_for_path
 
+    # The read hints describe SRC (and a PyTorch DST); they must fit at least one of the two files.
+    if any(given(ctx, name) for name in READ_HINTS) and not format_for_path(dst, dst_format).read_hints:
+        refuse_read_hints(ctx, [src], src_format)
     report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
                         src_format=src_format, dst_format=dst_format, diagnose=not no_diagnose, **hints_from(kwargs))
     click.echo(report.to_json() if as_json else report.render_text())

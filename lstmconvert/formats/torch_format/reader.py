@@ -204,14 +204,15 @@ def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], h
         )
         for j, prefix in enumerate(naming.head)
     ]
-    return SequenceModel(
+    stored_batch_first = config.batch_first if config else _recorded_batch_first(naming, checkpoint)
+    stored_readout = config.readout if config else None
+    model = SequenceModel(
         layers=layers,
         embedding=embedding,
         head=head,
         input_kind="tokens" if embedding is not None else "features",
-        batch_first=_pick(hints.batch_first, config.batch_first if config else _recorded_batch_first(naming, checkpoint),
-                          False),
-        readout=_pick(hints.readout, config.readout if config else None, "sequence"),
+        batch_first=_pick(hints.batch_first, stored_batch_first, False),
+        readout=_pick(hints.readout, stored_readout, "sequence"),
         masked=config.masked if config else False,
         mask_value=config.mask_value if config else 0.0,
         meta={"torch": {
@@ -224,6 +225,16 @@ def _build(naming: Naming, arrays: dict, config: Optional[SequenceLSTMConfig], h
             "not_loaded": checkpoint.stood_in,
         }},
     )
+    # What nothing (no hint, no stored configuration, no nn.LSTM module) said: convert and inspect
+    # state these, since a wrong guess would convert quietly into a model that computes something else.
+    assumed = {}
+    if hints.batch_first is None and stored_batch_first is None:
+        assumed["batch_first"] = False
+    if hints.readout is None and stored_readout is None:
+        assumed["readout"] = "sequence"
+    if assumed:
+        model.meta["assumed"] = assumed
+    return model
 
 
 def _recorded_batch_first(naming: Naming, checkpoint: Checkpoint) -> Optional[bool]:
