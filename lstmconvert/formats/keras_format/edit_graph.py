@@ -15,6 +15,7 @@ Shapes (for Concatenate offsets and Flatten) come from the source model built in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -39,7 +40,8 @@ _MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 # Positively homogeneous (f(x/2) = f(x)/2): merge 'ave' halving can still be undone downstream.
 _HOMOGENEOUS = ("Dropout", "SpatialDropout1D", "Identity", "ActivityRegularization", "ReLU", "LeakyReLU",
                 "GlobalAveragePooling1D", "GlobalMaxPooling1D", "AveragePooling1D", "MaxPooling1D", "Cropping1D",
-                "ZeroPadding1D", "UpSampling1D", "RepeatVector", "Flatten", "Concatenate", "Dot", "Softmax")
+                "ZeroPadding1D", "UpSampling1D", "RepeatVector", "Flatten", "Concatenate", "Dot", "Softmax", "Add",
+                "Subtract", "Average", "Maximum", "Minimum")
 NORMALIZATIONS = ("LayerNormalization", "BatchNormalization")
 _NOT_WIDENABLE = (
     "GroupNormalization", "UnitNormalization", "Normalization", "RMSNormalization", "MultiHeadAttention",
@@ -85,6 +87,7 @@ class Plan:
     outputs: list  # widened LSTMs whose features reach a model output unread
     mixing: list  # normalization consumers widened anyway (preserve=False)
     not_homogeneous: list  # through layers that merge 'ave' halving cannot pass exactly
+    merged: set = field(default_factory=set)  # (merge layer, blocks) already followed
 
 
 def graph_nodes(model_config: dict, where: str) -> tuple:
@@ -163,7 +166,9 @@ def _lstms_to_widen(nodes: dict, order: list, wanted: tuple, where: str) -> list
                                    "layer); in-place widening handles LSTMs called once")
     lstms = [n for n in lstms if not nodes[n].config.get("go_backwards")]
     if not lstms:
-        raise UnsupportedError(f"{where}: the model holds no unidirectional top-level LSTM to widen")
+        nested = [n for n in order if nodes[n].class_name in MODEL_CLASSES and '"LSTM"' in json.dumps(nodes[n].entry)]
+        inside = f" (models used as layers, here {', '.join(map(repr, nested))}, are kept as they are)" if nested else ""
+        raise UnsupportedError(f"{where}: the model holds no unidirectional top-level LSTM to widen{inside}")
     return lstms
 
 
@@ -192,6 +197,11 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
             _add_consumer(plan, node, kind, blocks, request, where)
             continue
         nxt = _through(node, position, blocks, shapes, lstm, plan, where)
+        if cls in _MERGES:
+            key = (node.name, tuple(nxt))
+            if key in plan.merged:  # several widened LSTMs meet here: follow the sum once
+                continue
+            plan.merged.add(key)
         plan.through.setdefault(node.name, [])
         if lstm not in plan.through[node.name]:
             plan.through[node.name].append(lstm)
@@ -278,9 +288,12 @@ def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: P
             offset = sum(int(s[-1]) for s in inputs[:position])
             return [Block(offset + b.start, b.width) for b in blocks]
     elif cls in _MERGES:
-        others = [s for k, s in enumerate(shapes.inputs(node.name)) if k != position]
-        if all(s[-1] == 1 for s in others):
+        tensors = node.calls[0][0]
+        others = [(tensors[k], s) for k, s in enumerate(shapes.inputs(node.name)) if k != position]
+        if all(s[-1] == 1 for _, s in others):
             return blocks  # the other operands broadcast over the features
+        if all(_lstm_blocks(plan, ref) == blocks for ref, _ in others):
+            return blocks  # widened LSTMs meet: [fa|ba] + [fb|bb] keeps forward and backward apart
     elif cls == "Dot":
         axes = cfg.get("axes")
         axes = axes if isinstance(axes, list) else [axes, axes]
@@ -295,3 +308,13 @@ def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: P
         )
     raise UnsupportedError(f"{where}: {label} reads LSTM '{lstm}' output in a way that moves or mixes its "
                            "features; lstmconvert cannot place the backward half")
+
+
+def _lstm_blocks(plan: Plan, ref: tuple) -> Optional[list]:
+    """The blocks of a tensor that is a widened LSTM's output after elementwise layers only, else None."""
+    node = plan.nodes.get(ref[0])
+    while node is not None and node.name not in plan.lstms:
+        if node.class_name not in _ELEMENTWISE + _OVER_TIME or len(node.calls) != 1 or len(node.calls[0][0]) != 1:
+            return None
+        node = plan.nodes.get(node.calls[0][0][0][0])
+    return None if node is None else [Block(0, _units(node))]
