@@ -195,6 +195,8 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
         kind = _consumer_kind(node)
         if kind is not None:
             _add_consumer(plan, node, kind, blocks, request, where)
+            if kind == "normalization":  # per-feature parameters: its output carries the widened features on
+                _follow(plan, lstm, (node.name, call, 0), blocks, outputs, shapes, request, where)
             continue
         nxt = _through(node, position, blocks, shapes, lstm, plan, where)
         if cls in _MERGES:
