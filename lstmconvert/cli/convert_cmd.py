@@ -52,7 +52,10 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
         model = load(src, format=src_format, **hints_from(kwargs))
     except OutsideNeutralShapeError as exc:
         if keep_direction or not _same_format(src, dst, src_format, dst_format):
-            raise
+            detail = str(exc).removeprefix(f"{src}: ")
+            raise OutsideNeutralShapeError(
+                f"{src}: holds {exc.layer}; widen it in its own format ({src.suffix or src_format}), where "
+                f"in-place widening keeps every other layer ({detail})", exc.layer) from exc
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
                                (), (), keep_direction=False, dtype=dtype, opset=opset)
     if dtype is not None and dtype != str(model.dtype):
