@@ -14,6 +14,7 @@ them (trainable, then non-trainable variables), and the output is a Keras 3 file
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
 from pathlib import Path
@@ -48,14 +49,13 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
                       "and the weights reading it are all zero)", UntrainableWarning, stacklevel=2)
     keras = import_keras()
     new_config = edited_config(source.config, plan, request.merge)
-    with _safe_mode(keras):
-        model_class = keras.Sequential if new_config["class_name"] == "Sequential" else keras.Model
-        model = model_class.from_config(copy.deepcopy(new_config["config"]))  # Keras pops keys
     new_arrays = _new_weights(plan, source, request)
-    for layer in model.layers:
-        arrays = new_arrays.get(layer.name)
-        _assign(layer, arrays if arrays is not None else source.arrays(layer.name), str(src))
-    model.save(str(dst))
+    with _keras_quiet(), _safe_mode(keras):
+        model = _from_config(keras, new_config)
+        for layer in model.layers:
+            arrays = new_arrays.get(layer.name)
+            _assign(layer, arrays if arrays is not None else source.arrays(layer.name), str(src))
+        model.save(str(dst))
     return EditResult(widened=list(plan.lstms), consumers=list(plan.consumers), preservation=verdict,
                       notes=_notes(plan, source, request))
 
@@ -102,12 +102,12 @@ class _Source:
                 self._h5 = {name: [handle.weight(name, wn, name) for wn in handle.weight_names(name, name)]
                             for name in _layer_names(self.config) if name in handle._weights}
         keras = import_keras()
-        if not self.legacy and weights:
-            self.model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
-        else:
-            with _safe_mode(keras):
-                cls = keras.Sequential if self.config["class_name"] == "Sequential" else keras.Model
-                self.model = cls.from_config(copy.deepcopy(self.config["config"]))  # Keras pops keys
+        with _keras_quiet():
+            if not self.legacy and weights:
+                self.model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+            else:
+                with _safe_mode(keras):
+                    self.model = _from_config(keras, self.config)
 
     def arrays(self, name: str) -> list:
         if self.legacy:
@@ -124,6 +124,20 @@ class _Source:
 
 def _layer_names(config: dict) -> list:
     return [(e.get("config") or {}).get("name") or e.get("name") for e in config["config"]["layers"]]
+
+
+def _from_config(keras, model_config: dict):
+    cls = keras.Sequential if model_config["class_name"] == "Sequential" else keras.Model
+    return cls.from_config(copy.deepcopy(model_config["config"]))  # a copy: Keras pops keys from it
+
+
+@contextlib.contextmanager
+def _keras_quiet():
+    """Keras's advice on how to write a model (``input_shape=`` and such) concerns the source's author, not
+    the user widening it; only Keras's own UserWarnings, only here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\.")
+        yield
 
 
 def _safe_mode(keras):
