@@ -202,3 +202,30 @@ def test_describe_edit_and_signature():
     assert roles["lstm_left"] == roles["lstm_right"] == "lstm"
     assert roles["read_left"] == roles["read_right"] == "consumer"
     assert roles["join"] == roles["hidden"] == "other"
+
+
+def test_nested_model_and_second_output_pass_through_unchanged(tmp_path):
+    """A Sequential used as a layer (with frozen BatchNorm statistics) and an output the LSTM does not
+    reach keep their weights bit for bit; both outputs match the source, run in Keras."""
+    layers = keras.layers
+    keras.utils.set_random_seed(3)
+    encoder = keras.Sequential([keras.Input((None, 3)), layers.Dense(4, name="proj"),
+                                layers.BatchNormalization(name="bn")], name="encoder")
+    encoder.get_layer("bn").moving_mean.assign(np.linspace(-1, 1, 4).astype("float32"))
+    inp = keras.Input((None, 3), name="x")
+    features = encoder(inp)
+    tags = layers.Dense(2, name="tags")(layers.LSTM(5, return_sequences=True, name="lstm")(features))
+    side = layers.Dense(1, name="side")(layers.GlobalAveragePooling1D(name="pool")(features))
+    src = tmp_path / "nested.keras"
+    keras.Model(inp, [tags, side], name="two_outputs").save(str(src))
+    dst = tmp_path / "wide.keras"
+    _convert(src, dst)
+
+    source = keras.saving.load_model(str(src), compile=False, safe_mode=True)
+    widened = keras.saving.load_model(str(dst), compile=False, safe_mode=True)
+    assert type(widened.get_layer("lstm")).__name__ == "Bidirectional"
+    for name in ("encoder", "side"):
+        assert all(np.array_equal(a, b) for a, b in zip(_weights(source, name), _weights(widened, name)))
+    x = np.random.default_rng(0).normal(size=(2, 6, 3)).astype(np.float32)
+    for y_src, y_new in zip(_outputs(source, [x]), _outputs(widened, [x])):
+        assert y_new.shape == y_src.shape and np.abs(y_new - y_src).max() <= TOL

@@ -194,7 +194,7 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
                                    "times (a shared layer); its weights cannot be widened for one call only")
         kind = _consumer_kind(node)
         if kind is not None:
-            _add_consumer(plan, node, kind, blocks, request, where)
+            _add_consumer(plan, node, kind, blocks, shapes, request, where)
             if kind == "normalization":  # per-feature parameters: its output carries the widened features on
                 _follow(plan, lstm, (node.name, call, 0), blocks, outputs, shapes, request, where)
             continue
@@ -231,14 +231,15 @@ def _consumer_kind(node: Node) -> Optional[str]:
     return None
 
 
-def _add_consumer(plan: Plan, node: Node, kind: str, blocks: list, request, where: str) -> None:
+def _add_consumer(plan: Plan, node: Node, kind: str, blocks: list, shapes, request, where: str) -> None:
     cfg = node.config
     if kind == "conv1d" and (cfg.get("data_format", "channels_last") != "channels_last" or cfg.get("groups", 1) != 1):
         raise UnsupportedError(f"{where}: {node.label()} reads an LSTM but is not a channels_last Conv1D with "
                                "groups=1; lstmconvert cannot place the backward channels")
     if kind == "normalization":
         axis = cfg.get("axis", -1)
-        if axis not in (-1, [-1], 2, [2]):
+        rank = len(shapes.inputs(node.name)[0])
+        if [a % rank for a in (axis if isinstance(axis, list) else [axis])] != [rank - 1]:
             raise UnsupportedError(f"{where}: {node.label()} normalizes over axis {axis!r} of an LSTM's output; "
                                    "lstmconvert cannot widen it")
         if request.preserve:
