@@ -97,3 +97,44 @@ def _bidirectional(entry: dict, name: str, merge: str) -> dict:
         if key in entry:
             out[key] = entry[key]
     return out
+
+
+_RECURRENT = ("LSTM", "GRU", "SimpleRNN")
+_ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
+
+
+def recurrent_initializers(model_config: dict) -> dict:
+    """``{top-level layer name: {"layer": ..., "backward_layer": ...}}``: the recurrent initializers of
+    the top-level recurrent layers (a plain one under "layer"), as configured."""
+    found = {}
+    for entry in model_config["config"]["layers"]:
+        for key, inner in _recurrent_configs(entry):
+            found.setdefault(_entry_name(entry), {})[key] = inner.get("recurrent_initializer")
+    return found
+
+
+def without_recurrent_initializers(model_config: dict) -> dict:
+    """A copy whose top-level recurrent layers build with zero recurrent kernels.
+
+    Keras runs every initializer when it builds a model, and the default Orthogonal one costs a QR of
+    each (4H, H) kernel (a minute at H=2048); the weights are overwritten anyway. The editor puts the
+    configured initializers back before saving (``recurrent_initializers``).
+    """
+    config = copy.deepcopy(model_config)
+    for entry in config["config"]["layers"]:
+        for _, inner in _recurrent_configs(entry):
+            if "recurrent_initializer" in inner:
+                inner["recurrent_initializer"] = dict(_ZEROS)
+    return config
+
+
+def _recurrent_configs(entry: dict) -> list:
+    """(key, config) of the recurrent layers an entry is or wraps: "layer" (or the entry itself), "backward_layer"."""
+    config = entry.get("config") or {}
+    if entry.get("class_name") in _RECURRENT:
+        return [("layer", config)]
+    if entry.get("class_name") != "Bidirectional":
+        return []
+    return [(key, config[key]["config"]) for key in ("layer", "backward_layer")
+            if isinstance(config.get(key), dict) and config[key].get("class_name") in _RECURRENT
+            and isinstance(config[key].get("config"), dict)]

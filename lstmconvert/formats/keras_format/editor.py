@@ -6,10 +6,10 @@ gets its source weights back (the LSTMs bit for bit as the forward layers of the
 consumers with backward rows inserted by ``widening.widen_consumer``), and Keras's own saver writes
 ``.keras`` or ``.h5``. Layers widening does not touch keep their config and weights.
 
-Source weights come from Keras 3's ``load_model(safe_mode=True)`` for files Keras 3 wrote; for a
-tf.keras / Keras 2 ``.h5`` (which Keras 3 cannot load: its LSTM configs carry ``time_major``) they are
-read with h5py from each layer's ``model_weights`` group, in the order Keras's HDF5 loader assigns
-them (trainable, then non-trainable variables), and the output is a Keras 3 file.
+Source weights: for files Keras 3 wrote, Keras 3's own ``load_weights`` into the source config
+rebuilt in safe mode; for a tf.keras / Keras 2 ``.h5`` (which Keras 3 cannot load: its LSTM configs
+carry ``time_major``), read with h5py from each layer's ``model_weights`` group in the order Keras's
+HDF5 loader assigns them (trainable, then non-trainable variables). The output is a Keras 3 file.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from ...model import LSTMDirection
 from ...options import EditRequest, EditResult
 from ...widening import Initialiser, backward_direction, widen_consumer
 from .container import open_keras_file
-from .edit_config import edited_config, for_keras3, refuse_code
+from .edit_config import (edited_config, for_keras3, recurrent_initializers, refuse_code,
+                          without_recurrent_initializers)
 from .edit_graph import Plan, plan_edit
 from .frameworks import import_keras
 
@@ -51,10 +52,11 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     new_config = edited_config(source.config, plan, request.merge)
     new_arrays = _new_weights(plan, source, request)
     with _keras_quiet(), _safe_mode(keras):
-        model = _from_config(keras, new_config)
+        model = _from_config(keras, without_recurrent_initializers(new_config))
         for layer in model.layers:
             arrays = new_arrays.get(layer.name)
             _assign(layer, arrays if arrays is not None else source.arrays(layer.name), str(src))
+        _restore_recurrent_initializers(keras, model, recurrent_initializers(new_config))
         model.save(str(dst))
     return EditResult(widened=list(plan.lstms), consumers=list(plan.consumers), preservation=verdict,
                       notes=_notes(plan, source, request))
@@ -84,7 +86,7 @@ def describe_edit(path: Path, request: EditRequest) -> list:
 
 
 class _Source:
-    """The source model in Keras 3 (for shapes) and its weights per top-level layer."""
+    """The source model rebuilt in Keras 3 (for shapes) and its weights per top-level layer."""
 
     def __init__(self, path: Path, weights: bool = True) -> None:
         self.path = path
@@ -102,12 +104,10 @@ class _Source:
                 self._h5 = {name: [handle.weight(name, wn, name) for wn in handle.weight_names(name, name)]
                             for name in _layer_names(self.config) if name in handle._weights}
         keras = import_keras()
-        with _keras_quiet():
+        with _keras_quiet(), _safe_mode(keras):
+            self.model = _from_config(keras, without_recurrent_initializers(self.config))
             if not self.legacy and weights:
-                self.model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
-            else:
-                with _safe_mode(keras):
-                    self.model = _from_config(keras, self.config)
+                self.model.load_weights(str(path))  # Keras 3's own loader, .keras or .h5
 
     def arrays(self, name: str) -> list:
         if self.legacy:
@@ -138,6 +138,20 @@ def _keras_quiet():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"keras\.")
         yield
+
+
+def _restore_recurrent_initializers(keras, model, configured: dict) -> None:
+    """Give the recurrent layers their configured initializers back, so the saved config is the source's."""
+    for name, initializers in configured.items():
+        layer = model.get_layer(name)
+        if hasattr(layer, "forward_layer"):
+            pairs = [(layer.forward_layer, initializers.get("layer")),
+                     (layer.backward_layer, initializers.get("backward_layer", initializers.get("layer")))]
+        else:
+            pairs = [(layer, initializers.get("layer"))]
+        for rnn, initializer in pairs:
+            if initializer is not None:
+                rnn.cell.recurrent_initializer = keras.initializers.get(initializer)
 
 
 def _safe_mode(keras):
