@@ -8,6 +8,8 @@ framework (Keras 3 or tf.keras) computed from the source model when the fixture 
 
 from __future__ import annotations
 
+import warnings
+
 import h5py
 import numpy as np
 import pytest
@@ -229,3 +231,17 @@ def test_nested_model_and_second_output_pass_through_unchanged(tmp_path):
     x = np.random.default_rng(0).normal(size=(2, 6, 3)).astype(np.float32)
     for y_src, y_new in zip(_outputs(source, [x]), _outputs(widened, [x])):
         assert y_new.shape == y_src.shape and np.abs(y_new - y_src).max() <= TOL
+
+
+def test_lambda_layer_and_consumer_option_are_refused(tmp_path, capsys):
+    layers = keras.layers
+    with warnings.catch_warnings():  # Keras warns that a lambda is unsafe to serialize
+        warnings.simplefilter("ignore")
+        src = tmp_path / "lambda.keras"
+        keras.Sequential([keras.Input((None, 3)), layers.LSTM(2, return_sequences=True, name="lstm"),
+                          layers.Lambda(lambda x: 2 * x, name="double"), layers.Dense(1, name="head")]).save(str(src))
+    err = _refused(["convert", str(src), "-o", str(tmp_path / "wide.keras"), "--lstm", "lstm"], tmp_path, capsys)
+    assert "never runs code from a file" in err
+    src = KERAS_FIXTURES / "crnn.keras"
+    err = _refused(["convert", str(src), "-o", str(tmp_path / "wide.keras"), "--consumer", "tags"], tmp_path, capsys)
+    assert "--consumer" in err

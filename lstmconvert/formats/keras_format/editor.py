@@ -39,6 +39,9 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     """Write ``dst`` (``.keras`` or ``.h5``): ``src`` with its LSTMs bidirectional and their readers widened."""
     if dst.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise LstmConvertError(f"{dst.name}: a Keras file name must end in .keras, .h5 or .hdf5")
+    if request.consumers:
+        raise UnsupportedError(f"{src}: --consumer names the readers of a PyTorch state_dict; a Keras file's graph "
+                               "tells its consumers itself")
     source = _Source(src)
     plan = plan_edit(source.config, source, request, str(src))
     verdict = _preservation(plan, request)
