@@ -131,7 +131,10 @@ def _layer_names(config: dict) -> list:
 
 def _from_config(keras, model_config: dict):
     cls = keras.Sequential if model_config["class_name"] == "Sequential" else keras.Model
-    return cls.from_config(copy.deepcopy(model_config["config"]))  # a copy: Keras pops keys from it
+    model = cls.from_config(copy.deepcopy(model_config["config"]))  # a copy: Keras pops keys from it
+    if not model.built and isinstance(model_config.get("build_config"), dict):
+        model.build_from_config(model_config["build_config"])  # a Sequential built by model.build(shape)
+    return model
 
 
 @contextlib.contextmanager
