@@ -87,8 +87,14 @@ def convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, se
         if keep_direction or lstms:
             raise
         if not _same_format(src, dst, src_format, dst_format):
-            raise OutsideNeutralShapeError(f"{exc}; it holds {exc.layer}: widen it in its own format ({src.suffix}), "
-                                           "or convert the LSTM stack alone with --lstm", exc.layer) from exc
+            from ..registry import format_for_path
+
+            detail = str(exc).removeprefix(f"{src}: ")
+            # --lstm is a read hint: formats that take read hints can read one LSTM alone.
+            alone = ", or convert the LSTM stack alone with --lstm" if format_for_path(src, src_format).read_hints else ""
+            raise OutsideNeutralShapeError(
+                f"{src}: holds {exc.layer}; widen it in its own format ({src.suffix or src_format}), where "
+                f"in-place widening keeps every other layer{alone} ({detail})", exc.layer) from exc
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
                                (), (), keep_direction=False, dtype=dtype, opset=opset, as_json=as_json)
     if as_json:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ...errors import ReadError, UnsupportedError
+from ...errors import OutsideNeutralShapeError, ReadError, UnsupportedError
 
 # Keras 3 operations (not layers) that may appear as Functional nodes; they own no weights and are
 # not in ``model.layers``, so they take no part in weight-group naming.
@@ -141,22 +141,23 @@ def _functional(config: dict, path: Path) -> LayerChain:
         if node.class_name == "InputLayer":
             break
         if len(node.calls) != 1:
-            raise UnsupportedError(
+            raise OutsideNeutralShapeError(
                 f"{path}: layer '{node.name}' ({node.class_name}) is called {len(node.calls)} times; "
-                "shared layers are not supported"
+                "shared layers are not supported", f"{node.class_name} '{node.name}'"
             )
         tensors, _, _ = node.calls[0]
         if len(tensors) != 1:
-            raise UnsupportedError(
+            raise OutsideNeutralShapeError(
                 f"{path}: layer '{node.name}' ({node.class_name}) takes {len(tensors)} inputs; only a "
-                "single chain of layers is supported (no branches or merges)"
+                "single chain of layers is supported (no branches or merges)", f"{node.class_name} '{node.name}'"
             )
         current = tensors[0][0]
         if current not in nodes:
             raise ReadError(path, f"layer '{node.name}' reads from unknown layer {current!r}")
     chain.reverse()
     if chain[0].name != source:
-        raise UnsupportedError(f"{path}: the output does not depend on the model input {source!r} alone")
+        raise OutsideNeutralShapeError(f"{path}: the output does not depend on the model input {source!r} alone",
+                                       f"input '{source}' and others")
 
     on_chain = {n.name for n in chain}
     masks = _mask_sources(nodes, chain, on_chain, path)
@@ -225,7 +226,8 @@ def _single_endpoint(value: object, what: str, path: Path) -> str:
     if not isinstance(value, list) or not value:
         raise ReadError(path, f"the model config names no {what}")
     if len(value) != 1:
-        raise UnsupportedError(f"{path}: the model has {len(value)} {what}s; only one is supported")
+        raise OutsideNeutralShapeError(f"{path}: the model has {len(value)} {what}s; only one is supported",
+                                       f"{len(value)} {what}s")
     return str(value[0][0])
 
 
@@ -267,9 +269,9 @@ def _mask_sources(nodes: dict, chain: list, on_chain: set, path: Path) -> dict:
     for name, kind in sources.items():
         if kind is None:
             node = nodes[name]
-            raise UnsupportedError(
+            raise OutsideNeutralShapeError(
                 f"{path}: layer '{name}' ({node.class_name}) is off the single path from input to output; "
-                "branches are not supported"
+                "branches are not supported", f"{node.class_name} '{name}'"
             )
     return {name: kind for name, kind in sources.items() if kind in ("embedding", "masking")}
 
@@ -324,10 +326,11 @@ def _flatten_nested(specs: list, path: Path) -> list:
         try:
             inner = layer_chain({"class_name": spec.class_name, "config": spec.config}, path)
         except (ReadError, UnsupportedError) as exc:
-            raise UnsupportedError(
-                f"{path}: {spec.where()} is a model used as a layer and cannot be flattened into the chain: "
-                f"{str(exc).removeprefix(f'{path}: ')}"
-            ) from exc
+            problem = (f"{path}: {spec.where()} is a model used as a layer and cannot be flattened into the chain: "
+                       f"{str(exc).removeprefix(f'{path}: ')}")
+            if isinstance(exc, OutsideNeutralShapeError):
+                raise OutsideNeutralShapeError(problem, exc.layer) from exc
+            raise UnsupportedError(problem) from exc
         received = spec.mask_kwarg
         for child in inner.layers:
             if child.class_name == "InputLayer":

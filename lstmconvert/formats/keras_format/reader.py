@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ...errors import ReadError, UnsupportedError
+from ...errors import OutsideNeutralShapeError, ReadError, UnsupportedError
 from ...model import HEAD_ACTIVATIONS, MERGE_MODES, Dense, Embedding, LSTMDirection, LSTMLayer, SequenceModel
 from ...options import ReadHints
 from .config import activation_name, policy_name, read_activation
@@ -110,7 +110,7 @@ class _ChainReader:
         if handler is None:
             raise self._unsupported(
                 spec, "is not supported; lstmconvert reads [Embedding | Masking] -> LSTM / "
-                "Bidirectional(LSTM) -> Dense models"
+                "Bidirectional(LSTM) -> Dense models", outside=True
             )
         try:
             handler(spec)
@@ -119,7 +119,10 @@ class _ChainReader:
                 raise
             raise UnsupportedError(f"{self.path}: {exc}") from exc
 
-    def _unsupported(self, spec: LayerSpec, problem: str) -> UnsupportedError:
+    def _unsupported(self, spec: LayerSpec, problem: str, outside: bool = False) -> UnsupportedError:
+        """``outside``: the layer is one in-place widening (``edit``) can keep, outside the neutral shape."""
+        if outside:
+            return OutsideNeutralShapeError(f"{self.path}: {spec.where()} {problem}", f"{spec.class_name} '{spec.name}'")
         return UnsupportedError(f"{self.path}: {spec.where()} {problem}")
 
     # -- input side ----------------------------------------------------------------------------
@@ -159,7 +162,7 @@ class _ChainReader:
     # -- recurrent layers ----------------------------------------------------------------------
     def _before_lstm(self, spec: LayerSpec) -> None:
         if self.head:
-            raise self._unsupported(spec, "follows a Dense layer; only Dense layers may follow the LSTMs")
+            raise self._unsupported(spec, "follows a Dense layer; only Dense layers may follow the LSTMs", outside=True)
         if self.readout == "last":
             raise self._unsupported(spec, "follows an LSTM with return_sequences=False")
         if spec.explicit_mask and self.masking and spec.mask_kwarg != self.masking:
@@ -268,7 +271,8 @@ class _ChainReader:
     def _dense(self, spec: LayerSpec, cfg: Optional[dict] = None, parts: str = "") -> None:
         cfg = spec.config if cfg is None else cfg
         if not self.layers:
-            raise self._unsupported(spec, "comes before the first LSTM; only Dense layers after the LSTMs are supported")
+            raise self._unsupported(spec, "comes before the first LSTM; only Dense layers after the LSTMs are supported",
+                                    outside=True)
         where = self._where(spec)
         self._refuse_extras(spec, cfg)
         dtype = policy_name(cfg, where)
@@ -290,7 +294,8 @@ class _ChainReader:
     def _time_distributed(self, spec: LayerSpec) -> None:
         inner = spec.config.get("layer") or {}
         if inner.get("class_name") != "Dense":
-            raise self._unsupported(spec, f"wraps {inner.get('class_name')!r}; only TimeDistributed(Dense) is supported")
+            raise self._unsupported(spec, f"wraps {inner.get('class_name')!r}; only TimeDistributed(Dense) is supported",
+                                    outside=True)
         if self.readout != "sequence":
             raise self._unsupported(spec, "follows an LSTM that returns no sequence")
         self._dense(spec, inner.get("config") or {}, parts="layer")
@@ -309,7 +314,7 @@ class _ChainReader:
         axis = spec.config.get("axis", -1)
         rank = 2 if self.readout == "last" else 3
         if axis not in (-1, rank - 1, [-1], [rank - 1]):
-            raise self._unsupported(spec, f"normalizes over axis {axis}, not over the features (axis=-1)")
+            raise self._unsupported(spec, f"normalizes over axis {axis}, not over the features (axis=-1)", outside=True)
         if self.masking and self.readout == "sequence":
             raise self._unsupported(spec, "receives the sequence mask, which Keras adds into its input")
         self._fold(spec, "softmax")
@@ -326,13 +331,14 @@ class _ChainReader:
         if not self.layers or self.readout != "last":
             raise self._unsupported(
                 spec, "flattens the time steps into one vector; only a Flatten after an LSTM with "
-                "return_sequences=False (where it changes nothing) is supported"
+                "return_sequences=False (where it changes nothing) is supported", outside=True
             )
 
     def _fold(self, spec: LayerSpec, name: str) -> None:
         if not self.head or self.head[-1].activation != "linear":
             raise self._unsupported(
-                spec, f"applies {name!r} where lstmconvert can only fold it into a preceding linear Dense layer"
+                spec, f"applies {name!r} where lstmconvert can only fold it into a preceding linear Dense layer",
+                outside=True,
             )
         self.head[-1].activation = name
 

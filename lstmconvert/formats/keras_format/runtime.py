@@ -19,17 +19,8 @@ from .frameworks import import_keras, import_tf_keras
 
 def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     """The file's output for batch-major ``inputs``: (N, T, F) for sequence readout, (N, F) for last."""
-    with open_keras_file(path) as handle:
-        major = handle.keras_major
-    if major is not None and major < 3:
-        load_model = import_tf_keras(path).models.load_model
-    else:
-        load_model = import_keras().saving.load_model
     gpu_only = (model.meta.get("keras") or {}).get("gpu_only_layers")
-    try:
-        loaded = load_model(str(path), compile=False, safe_mode=True)
-    except Exception as exc:  # Keras's own loader refusing the file: say so on one line
-        raise LstmConvertError(f"{path}: Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
+    loaded = load_file(path, gpu_only)
     try:
         outputs = loaded(np.asarray(inputs), training=False)
     except Exception as exc:
@@ -37,6 +28,20 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
             raise
         raise LstmConvertError(f"{path}: Keras cannot run this file here ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
     return np.asarray(outputs)
+
+
+def load_file(path: Path, gpu_only: Optional[list] = None):
+    """The file loaded by the Keras that wrote it (tf_keras for tf.keras / Keras 2), in safe mode."""
+    with open_keras_file(path) as handle:
+        major = handle.keras_major
+    if major is not None and major < 3:
+        load_model = import_tf_keras(path).models.load_model
+    else:
+        load_model = import_keras().saving.load_model
+    try:
+        return load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # Keras's own loader refusing the file: say so on one line
+        raise LstmConvertError(f"{path}: Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
 
 
 def _gpu_note(gpu_only: Optional[list]) -> str:
