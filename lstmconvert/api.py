@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -40,18 +41,10 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     if not path.is_file():
         raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
     module = format_module(info)
-    try:
+    with _reading(path, info):
         model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
         return model.validate()
-    except LstmConvertError as exc:
-        if isinstance(exc, ReadError) or str(path) in str(exc):
-            raise
-        raise ReadError(path, str(exc)) from exc
-    except Exception as exc:  # a framework choking on a damaged file
-        if os.environ.get("LSTMCONVERT_DEBUG"):
-            raise
-        raise ReadError(path, f"not a readable {info.name} model ({_one_line(exc)})") from exc
 
 
 def save(
@@ -75,12 +68,7 @@ def save(
     module = format_module(info)
 
     def produce(staged: Path) -> None:
-        try:
-            module.write(model, staged, WriteOptions(opset=opset))
-        except LstmConvertError as exc:
-            if str(path.name) in str(exc):
-                raise
-            raise WriteError(path, str(exc)) from exc
+        module.write(model, staged, WriteOptions(opset=opset))
 
     return _write_staged(path, force, produce)
 
@@ -113,8 +101,8 @@ def widen_in_place(
     dst_info = format_for_path(dst, format)
     if dst_info.name != info.name:
         raise UnsupportedError(
-            f"{src}: in-place widening writes the source's own format ({info.name}), not {dst_info.name}"
-        )
+            f"in-place widening writes the source's own format ({info.name}), not {dst_info.name}"
+        ).at(src)
     if not src.is_file():
         raise ReadError(src, "no such file" if not src.exists() else "not a regular file")
     if dst.exists() and dst.resolve() == src.resolve():
@@ -123,34 +111,44 @@ def widen_in_place(
     module = format_module(info)
     edit = getattr(module, "edit", None)
     if edit is None:
-        raise UnsupportedError(f"{src}: the {info.name} format cannot widen a model in place")
+        raise UnsupportedError(f"the {info.name} format cannot widen a model in place").at(src)
     request = EditRequest(lstms=tuple(lstm), consumers=tuple(consumers), backward=backward, merge=merge,
                           preserve=preserve, seed=seed)
     outcome = []
 
     def produce(staged: Path) -> None:
-        try:
+        with _reading(src, info):  # the edit's refusals are about the source file
             outcome.append(edit(src, staged, request))
-        except LstmConvertError as exc:
-            if isinstance(exc, (ReadError, WriteError)) or str(src) in str(exc):
-                raise
-            if isinstance(exc, UnsupportedError):
-                raise UnsupportedError(f"{src}: {exc}") from exc
-            raise ReadError(src, str(exc)) from exc
-        except Exception as exc:  # a framework choking on a damaged file
-            if os.environ.get("LSTMCONVERT_DEBUG"):
-                raise
-            raise ReadError(src, f"not a readable {info.name} model ({_one_line(exc)})") from exc
 
     _write_staged(dst, force, produce)
     return outcome[0]
 
 
-def _write_staged(path: Path, force: bool, produce) -> list:
-    """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place."""
-    _check_target(path, force)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+@contextmanager
+def _reading(path: Path, info):
+    """Name ``path`` in every error raised while reading it; a framework's own exception is a ReadError."""
     try:
+        yield
+    except WriteError:  # about the output; the staging step names the target
+        raise
+    except LstmConvertError as exc:
+        raise exc.at(path)
+    except Exception as exc:  # a framework choking on a damaged file
+        if os.environ.get("LSTMCONVERT_DEBUG"):
+            raise
+        raise ReadError(path, f"not a readable {info.name} model ({_one_line(exc)})") from exc
+
+
+def _write_staged(path: Path, force: bool, produce) -> list:
+    """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place.
+
+    Errors name ``path``, the user's target, never the staging folder: a path-less error gets ``path``,
+    and a staged path in an error (or in its text) is mapped back to the place it was meant for.
+    """
+    _check_target(path, force)
+    staging = None
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         produce(staging / path.name)
         produced = sorted(staging.iterdir())
         targets = [path.parent / p.name for p in produced]
@@ -160,8 +158,27 @@ def _write_staged(path: Path, force: bool, produce) -> list:
         for source, target in zip(produced, targets):
             os.replace(source, target)
         return targets
+    except LstmConvertError as exc:
+        raise _unstaged(exc, staging, path)
+    except OSError as exc:  # the folder refuses the staging folder or the rename
+        raise WriteError(path, f"cannot be written ({_unstaged_text(_one_line(exc), staging, path)})") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unstaged(exc: LstmConvertError, staging: Optional[Path], path: Path) -> LstmConvertError:
+    """``exc`` naming ``path`` where it named (or did not name) a file in the staging folder."""
+    if staging is not None and exc.path is not None and Path(exc.path).parent == staging:
+        exc.path = path.parent / Path(exc.path).name
+    exc.at(path)
+    if staging is not None and exc.args and isinstance(exc.args[0], str):
+        exc.args = (_unstaged_text(exc.args[0], staging, path), *exc.args[1:])
+    return exc
+
+
+def _unstaged_text(text: str, staging: Optional[Path], path: Path) -> str:
+    return text if staging is None else text.replace(str(staging), str(path.parent))
 
 
 def _check_target(path: Path, force: bool) -> None:
@@ -174,8 +191,18 @@ def _check_target(path: Path, force: bool) -> None:
 def run(path: PathLike, inputs: np.ndarray, *, format: Optional[str] = None, **hints) -> np.ndarray:
     """Run a model file in its own framework's runtime on batch-major ``inputs``."""
     path = Path(path)
-    model = load(path, format=format, **hints)
-    return format_module(format_for_path(path, format)).run(path, model, inputs)
+    return run_loaded(path, load(path, format=format, **hints), inputs, format=format)
+
+
+def run_loaded(path: PathLike, model: SequenceModel, inputs: np.ndarray, *,
+               format: Optional[str] = None) -> np.ndarray:
+    """Run the file ``model`` was loaded from in its own runtime (``run`` without reading it again)."""
+    path = Path(path)
+    module = format_module(format_for_path(path, format))
+    try:
+        return module.run(path, model, inputs)
+    except LstmConvertError as exc:
+        raise exc.at(path)
 
 
 def _one_line(exc: BaseException) -> str:

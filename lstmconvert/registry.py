@@ -69,8 +69,8 @@ def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
                 return info
     known = ", ".join(ext for info in FORMATS.values() for ext in info.extensions)
     raise LstmConvertError(
-        f"{path}: cannot tell the format from the extension (known: {known}); pass --from/--to"
-    )
+        f"cannot tell the format from the extension (known: {known}); pass --from/--to"
+    ).at(path)
 
 
 def format_module(info: FormatInfo) -> ModuleType:

@@ -14,10 +14,10 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..api import load
+from ..api import load, run_loaded
 from ..errors import LstmConvertError, MissingDependencyError
 from ..model import SequenceModel
-from ..registry import FormatInfo, format_for_path, format_module
+from ..registry import FormatInfo, format_for_path
 from .compare import Tolerance, default_tolerance, error_stats
 from .inputs import InputCase, make_inputs
 from .report import CaseResult, VerifyReport
@@ -45,7 +45,7 @@ class LoadedFile:
         """The file's output in its own framework's runtime (remembered per input batch)."""
         key = (data.shape, data.dtype.str, data.tobytes())
         if key not in self._outputs:
-            self._outputs[key] = np.asarray(format_module(self.info).run(self.path, self.model, data))
+            self._outputs[key] = np.asarray(run_loaded(self.path, self.model, data, format=self.info.name))
         return self._outputs[key]
 
 

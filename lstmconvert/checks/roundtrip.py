@@ -162,13 +162,11 @@ def warm_up(source: LoadedFile, settings: Settings) -> None:
 
 
 def _is_unsupported(exc: BaseException) -> bool:
-    """The writer refused the model on purpose (api.save may wrap the UnsupportedError)."""
-    while exc is not None:
-        if isinstance(exc, UnsupportedError):
-            return True
-        exc = exc.__cause__
-    return False
+    """The writer refused the model on purpose (api.save keeps the UnsupportedError's class)."""
+    return isinstance(exc, UnsupportedError)
 
 
 def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """The problem alone: the hop's file is named beside it, and its folder may be a temporary one."""
+    text = exc.problem if isinstance(exc, LstmConvertError) else str(exc)
+    return " ".join(text.split())

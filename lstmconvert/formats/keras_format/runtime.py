@@ -29,13 +29,13 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     try:
         loaded = load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras's own loader refusing the file: say so on one line
-        raise LstmConvertError(f"{path}: Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
+        raise LstmConvertError(f"Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
     try:
         outputs = loaded(np.asarray(inputs), training=False)
     except Exception as exc:
         if not gpu_only:
             raise
-        raise LstmConvertError(f"{path}: Keras cannot run this file here ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
+        raise LstmConvertError(f"Keras cannot run this file here ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
     return np.asarray(outputs)
 
 

@@ -32,19 +32,16 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
     """Save ``model`` with Keras 3: ``.keras`` archive, or legacy HDF5 for ``.h5`` / ``.hdf5``."""
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".hdf5"):
-        raise WriteError(path, "a Keras file name must end in .keras, .h5 or .hdf5")
-    try:
-        check_writable(model)
-    except UnsupportedError as exc:  # name the file, as api.save expects of a writer's refusal
-        raise UnsupportedError(f"{path.name}: {exc}") from exc
+        raise WriteError("a Keras file name must end in .keras, .h5 or .hdf5")
+    check_writable(model)
     if suffix != ".keras" and any(str(a.dtype) == "bfloat16" for a in model.arrays().values()):
         raise UnsupportedError(
-            f"{path.name}: Keras 3 cannot reload bfloat16 weights from HDF5 (its legacy loader has no "
+            "Keras 3 cannot reload bfloat16 weights from HDF5 (its legacy loader has no "
             "bfloat16 cast); write .keras instead"
         )
     if suffix != ".keras" and _needs_flip(model):
         raise UnsupportedError(
-            f"{path.name}: a backward-only layer with output in time order needs a flip operation, which "
+            "a backward-only layer with output in time order needs a flip operation, which "
             "Keras 3 cannot reload from HDF5; write .keras instead"
         )
     keras_model = build_keras_model(model)

@@ -44,18 +44,18 @@ def write_model(model: SequenceModel, path: Path, options: WriteOptions,
     # The graph is built without its large weights, which are written straight from the model's
     # arrays: a protobuf holding them costs several full copies (message, graph, model, bytes).
     proto, pending = build_graph(model, opset)
-    _check(path, lambda: onnx.checker.check_model(weight_stream.checkable(proto, pending), full_check=True))
+    _check(lambda: onnx.checker.check_model(weight_stream.checkable(proto, pending), full_check=True))
     if sum(t.nbytes for t in pending) > external_threshold:
         weight_stream.write_external(proto, pending, path)
     else:
         weight_stream.write_inline(proto, pending, path)
 
 
-def _check(path: Path, check) -> None:
+def _check(check) -> None:
     try:
         check()
     except onnx.checker.ValidationError as exc:  # a writer bug, never the user's fault
-        raise WriteError(path, f"the written graph fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
+        raise WriteError(f"the written graph fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
 
 
 def build_graph(model: SequenceModel, opset: int) -> tuple:
