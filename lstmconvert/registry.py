@@ -28,6 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
+from .capabilities import CAPABILITIES, Capabilities
 from .errors import LstmConvertError
 
 
@@ -38,6 +39,11 @@ class FormatInfo:
     extensions: tuple
     extra: str  # the pip extra that installs its framework
     description: str
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the format's files can carry (``capabilities.CAPABILITIES``)."""
+        return CAPABILITIES[self.name]
 
 
 FORMATS = {

@@ -149,8 +149,8 @@ def _clipped(model):
 
 
 REFUSED = {
-    "torch": (_clipped, "LSTM layer 0 clips its gate inputs at 3; PyTorch's LSTM has no clip"),
-    "keras": (_clipped, "layer 0: Keras LSTM has no cell clip (clip=3.0)"),
+    "torch": (_clipped, "layer 0 clips its gate inputs at 3; PyTorch's LSTM has no clip"),
+    "keras": (_clipped, "layer 0 clips its gate inputs at 3; Keras LSTM has no clip"),
     "onnx": (lambda model: model.astype(np.float64), "float64"),
 }
 

@@ -17,10 +17,11 @@ from typing import Optional
 
 import numpy as np
 
+from ...capabilities import capabilities, check_carries
 from ...errors import UnsupportedError, WriteError
 from ...model import LSTMDirection, LSTMLayer, SequenceModel
 from ...options import WriteOptions
-from .config import FLOAT_DTYPES, keras3_activation
+from .config import keras3_activation
 from .frameworks import import_keras
 
 
@@ -45,7 +46,7 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
             "Keras 3 cannot reload from HDF5; write .keras instead"
         )
     keras_model = build_keras_model(model)
-    if not model.batch_first:
+    if not model.batch_first and not capabilities("keras").time_major:
         warnings.warn(
             f"{path.name}: Keras models are batch-major, so this file takes (batch, time, ...) input where "
             "the source took (time, batch, ...); the computation is unchanged",
@@ -56,28 +57,17 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
 
 
 def check_writable(model: SequenceModel) -> None:
-    """Refuse, before importing Keras, what a Keras 3 LSTM cannot compute exactly."""
-    dtype = str(model.dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise UnsupportedError(f"Keras layers cannot hold {dtype} weights")
+    """Refuse, before importing Keras, what a Keras 3 LSTM cannot compute exactly.
+
+    What no Keras LSTM carries is refused by ``capabilities``; here, what Keras's own encoding adds:
+    activations it has a name for, and backward-only layers around a mask.
+    """
+    check_carries(model, "keras")
     for k, layer in enumerate(model.layers):
         where = f"layer {k}"
-        if layer.proj_size:
-            raise UnsupportedError(f"{where}: Keras LSTM has no projection (proj_size={layer.proj_size})")
-        if layer.clip is not None:
-            raise UnsupportedError(f"{where}: Keras LSTM has no cell clip (clip={layer.clip})")
-        if layer.input_forget:
-            raise UnsupportedError(f"{where}: Keras LSTM has no coupled input-forget gate (input_forget)")
         for d, direction in enumerate(layer.directions):
-            if direction.peephole is not None:
-                raise UnsupportedError(f"{where}: Keras LSTM has no peephole connections")
             for activation in direction.activations:
                 keras3_activation(activation, f"{where} direction {d}")
-            if direction.activations[1] != direction.activations[2]:
-                raise UnsupportedError(
-                    f"{where}: Keras uses one activation for the cell input and the cell output, "
-                    f"but this direction has {direction.activations[1]} and {direction.activations[2]}"
-                )
         sequences = _returns_sequences(model, k)
         if layer.reverse and layer.reversed_output and sequences and model.masked:
             raise UnsupportedError(
