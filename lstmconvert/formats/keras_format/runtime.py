@@ -22,7 +22,7 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     with open_keras_file(path) as handle:
         major = handle.keras_major
     if major is not None and major < 3:
-        load_model = import_tf_keras(path).models.load_model
+        load_model = import_tf_keras().models.load_model
     else:
         load_model = import_keras().saving.load_model
     gpu_only = (model.meta.get("keras") or {}).get("gpu_only_layers")
