@@ -1,4 +1,9 @@
-"""The library entry points: ``load``, ``save``, ``widen_in_place`` and ``run``."""
+"""The library entry points: ``load``, ``save``, ``widen_in_place`` and ``run``.
+
+This is the one boundary between the user's paths and the formats. Formats raise path-less
+``LstmConvertError``s; every entry point here names the user's file in them (``exc.at(path)``), maps a
+staging path back to the target it stands for, and keeps the error's class.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +36,10 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
         The validated neutral model.
 
     Raises:
-        ReadError: the file is missing or is not an LSTM model this format can carry.
+        ReadError: the file is missing, damaged or holds no LSTM model this format reads.
+        UnsupportedError: the model uses something lstmconvert cannot carry exactly.
+        MissingDependencyError: the format's framework is not installed.
+        Each names ``path`` (``exc.path``; ``str(exc)`` is ``"<path>: <problem>"``).
 
     Example:
         >>> model = load("tagger.pt", batch_first=True)
@@ -40,7 +48,7 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     info = format_for_path(path, format)
     if not path.is_file():
         raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
-    module = format_module(info)
+    module = _format_module(info, path)
     with _reading(path, info):
         model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
@@ -65,7 +73,7 @@ def save(
     info = format_for_path(path, format)
     _check_target(path, force)
     model.validate()
-    module = format_module(info)
+    module = _format_module(info, path)
 
     def produce(staged: Path) -> None:
         module.write(model, staged, WriteOptions(opset=opset))
@@ -108,7 +116,7 @@ def widen_in_place(
     if dst.exists() and dst.resolve() == src.resolve():
         raise WriteError(dst, "is the input file; choose another output path")
     _check_target(dst, force)
-    module = format_module(info)
+    module = _format_module(info, src)
     edit = getattr(module, "edit", None)
     if edit is None:
         raise UnsupportedError(f"the {info.name} format cannot widen a model in place").at(src)
@@ -122,6 +130,14 @@ def widen_in_place(
 
     _write_staged(dst, force, produce)
     return outcome[0]
+
+
+def _format_module(info, path: Path):
+    """The format's module; a missing framework names the file it was needed for."""
+    try:
+        return format_module(info)
+    except LstmConvertError as exc:
+        raise exc.at(path)
 
 
 @contextmanager
@@ -198,9 +214,8 @@ def run_loaded(path: PathLike, model: SequenceModel, inputs: np.ndarray, *,
                format: Optional[str] = None) -> np.ndarray:
     """Run the file ``model`` was loaded from in its own runtime (``run`` without reading it again)."""
     path = Path(path)
-    module = format_module(format_for_path(path, format))
     try:
-        return module.run(path, model, inputs)
+        return format_module(format_for_path(path, format)).run(path, model, inputs)
     except LstmConvertError as exc:
         raise exc.at(path)
 
