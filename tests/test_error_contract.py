@@ -22,13 +22,14 @@ from lstmconvert import LstmConvertError, ReadError, UnsupportedError, WriteErro
 from lstmconvert.cli import main
 
 from factories import tagger
+from needs import needs
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
 GARBAGE = bytes(range(256)) * 4
 
-# What a format needs installed to read a file and to write one.
-READS_WITH = {"torch": "torch", "keras": "h5py", "onnx": "onnx"}
+# What a format needs installed to read a file, and to write one (``needs`` names the packages).
+READS_WITH = {"torch": "torch", "keras": "keras-read", "onnx": "onnx"}
 WRITES_WITH = {"torch": "torch", "keras": "keras", "onnx": "onnx"}
 EXTENSION = {"torch": ".pt", "keras": ".keras", "onnx": ".onnx"}
 FORMATS = tuple(EXTENSION)
@@ -83,7 +84,7 @@ def test_missing_file_is_a_read_error_naming_it(fmt, tmp_path, capsys):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_garbage_bytes_are_a_read_error_naming_the_file(fmt, tmp_path, capsys):
-    pytest.importorskip(READS_WITH[fmt])
+    needs(READS_WITH[fmt])
     path = tmp_path / f"garbage{EXTENSION[fmt]}"
     path.write_bytes(GARBAGE)
     with pytest.raises(ReadError) as info:
@@ -94,7 +95,7 @@ def test_garbage_bytes_are_a_read_error_naming_the_file(fmt, tmp_path, capsys):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_file_without_an_lstm_is_refused_with_its_formats_class(fmt, tmp_path, capsys):
-    pytest.importorskip(READS_WITH[fmt])
+    needs(READS_WITH[fmt])
     make, cls, match = NO_LSTM[fmt]
     path = make(tmp_path)
     with pytest.raises(LstmConvertError, match=match) as info:
@@ -115,7 +116,7 @@ def test_an_existing_target_without_force_is_a_write_error(fmt, tmp_path, capsys
     assert info.value.problem == "exists; pass --force (force=True) to replace it"
     assert target.read_bytes() == b"keep me"
     source = FIXTURES / "onnx" / "tf_tagger.onnx"  # any readable source: the target is checked first
-    pytest.importorskip(READS_WITH["onnx"])
+    needs(READS_WITH["onnx"])
     assert_refused(capsys, ["convert", source, "-o", target], target, info.value.problem)
     assert target.read_bytes() == b"keep me"
 
@@ -131,7 +132,7 @@ def test_a_target_in_a_missing_folder_is_a_write_error(fmt, tmp_path):
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_staging_failure_names_the_target(fmt, tmp_path):
-    pytest.importorskip(WRITES_WITH[fmt])
+    needs(WRITES_WITH[fmt])
     # The name fits the file system, but the staging folder beside it (".<name>.<random>") does not.
     target = tmp_path / ("m" * (250 - len(EXTENSION[fmt])) + EXTENSION[fmt])
     with pytest.raises(WriteError) as info:
@@ -157,7 +158,7 @@ REFUSED = {
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_writers_refusal_keeps_its_class_and_names_the_target(fmt, tmp_path):
-    pytest.importorskip(WRITES_WITH[fmt])
+    needs(WRITES_WITH[fmt])
     edit, problem = REFUSED[fmt]
     target = tmp_path / f"refused{EXTENSION[fmt]}"
     with pytest.raises(UnsupportedError) as info:
@@ -168,7 +169,7 @@ def test_a_writers_refusal_keeps_its_class_and_names_the_target(fmt, tmp_path):
 
 
 def test_a_path_less_write_error_from_a_writer_names_the_users_target(tmp_path):
-    pytest.importorskip("keras")
+    needs("keras")
     target = tmp_path / "model.bin"  # the Keras writer refuses the name, from inside the staging folder
     with pytest.raises(WriteError) as info:
         lstmconvert.save(tagger(), target, format="keras")
@@ -182,3 +183,20 @@ def test_format_errors_are_path_less_until_the_boundary_names_a_path():
     refusal = UnsupportedError("no clip")
     assert refusal.at("a.keras") is refusal and str(refusal) == "a.keras: no clip"
     assert str(refusal.at("b.keras")) == "a.keras: no clip"  # the first path named stays
+
+
+def test_in_place_widening_names_the_users_files(tmp_path):
+    src, other = tmp_path / "model.onnx", tmp_path / "model.keras"
+    with pytest.raises(ReadError) as info:
+        lstmconvert.widen_in_place(src, tmp_path / "out.onnx")
+    assert_names_user_path(info.value, src)
+    assert info.value.problem == "no such file"
+    src.write_bytes(GARBAGE)
+    with pytest.raises(UnsupportedError) as info:
+        lstmconvert.widen_in_place(src, other)
+    assert_names_user_path(info.value, src)
+    assert info.value.problem == "in-place widening writes the source's own format (onnx), not keras"
+    with pytest.raises(WriteError) as info:
+        lstmconvert.widen_in_place(src, src, force=True)
+    assert_names_user_path(info.value, src)
+    assert not other.exists() and src.read_bytes() == GARBAGE

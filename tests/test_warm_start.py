@@ -14,7 +14,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "warm_start.py"
 TINY = ["--pretrain-steps", "60", "--finetune-steps", "20", "--eval-every", "10", "--eval-size", "100",
