@@ -112,6 +112,7 @@ def test_tables_are_written_and_printed(tiny_run):
 
 
 def test_plot_writes_a_png(example, tiny_run, tmp_path):
+    pytest.importorskip("matplotlib")  # the test extra installs it; the example needs it only to plot
     experiment, *_ = tiny_run
     example.plot(experiment.tasks, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
