@@ -16,6 +16,10 @@ and may expose a fourth, for models of any shape (``api.widen_in_place``):
   it is. A reader that meets layers outside the neutral shape raises ``OutsideNeutralShapeError``, and
   ``convert`` turns to ``edit``.
 
+What each format's files can carry is its ``Capabilities`` record (``FormatInfo.capabilities``, kept in
+``capabilities.py``); a writer calls ``capabilities.check_carries`` before encoding, and consumers ask
+the record instead of naming formats. Formats raise path-less errors; ``api`` names the user's file.
+
 The module is imported only when a file of that format is touched, so ``lstmconvert --help`` and a
 conversion between two formats never import the frameworks of a third.
 """
