@@ -176,8 +176,8 @@ def _write_staged(path: Path, force: bool, produce) -> list:
         return targets
     except LstmConvertError as exc:
         raise _unstaged(exc, staging, path)
-    except OSError as exc:  # the folder refuses the staging folder or the rename
-        raise WriteError(path, f"cannot be written ({_unstaged_text(_one_line(exc), staging, path)})") from exc
+    except OSError as exc:  # the folder refuses the staging folder or the rename; say why, not where
+        raise WriteError(path, f"cannot be written ({exc.strerror or type(exc).__name__})") from exc
     finally:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)

@@ -138,7 +138,8 @@ def test_a_staging_failure_names_the_target(fmt, tmp_path):
     with pytest.raises(WriteError) as info:
         lstmconvert.save(tagger(), target)
     assert_names_user_path(info.value, target)
-    assert info.value.problem.startswith("cannot be written (")
+    assert info.value.problem == "cannot be written (File name too long)"
+    assert f".{target.name}." not in str(info.value)  # the staging folder's name never shows
     assert list(tmp_path.iterdir()) == []
 
 
@@ -200,3 +201,21 @@ def test_in_place_widening_names_the_users_files(tmp_path):
         lstmconvert.widen_in_place(src, src, force=True)
     assert_names_user_path(info.value, src)
     assert not other.exists() and src.read_bytes() == GARBAGE
+
+
+def test_a_staged_path_in_a_writers_error_is_mapped_back_to_the_target(tmp_path, monkeypatch):
+    """Whatever a writer (or its framework) says about the file it was given, the user reads their target."""
+    needs("onnx")
+    from lstmconvert.formats import onnx_format
+
+    def write_and_fail(model, staged, options):
+        staged.write_bytes(b"partial")
+        raise WriteError(staged, f"the framework could not finish {staged} (disk full)")
+
+    monkeypatch.setattr(onnx_format, "write", write_and_fail)
+    target = tmp_path / "model.onnx"
+    with pytest.raises(WriteError) as info:
+        lstmconvert.save(tagger(), target)
+    assert info.value.path == target
+    assert str(info.value) == f"{target}: the framework could not finish {target} (disk full)"
+    assert list(tmp_path.iterdir()) == []  # the partial file stayed in the staging folder, now gone
