@@ -124,7 +124,7 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
     except MissingDependencyError as exc:
         if explicit:
             raise
-        return HopResult(name, path.name, "skip", f"not installed: {exc}")
+        return HopResult(name, path.name, "skip", f"not installed: {_reason(exc)}")
     except LstmConvertError as exc:
         if _is_unsupported(exc):
             status = "fail" if explicit else "skip"
