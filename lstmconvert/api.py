@@ -1,16 +1,22 @@
-"""The library entry points: ``load``, ``save``, ``widen_in_place`` and ``run``."""
+"""The library entry points: ``load``, ``save``, ``widen_in_place`` and ``run``.
+
+This is the one boundary between the user's paths and the formats. Formats raise path-less
+``LstmConvertError``s; every entry point here names the user's file in them (``exc.at(path)``), maps a
+staging path back to the target it stands for, and keeps the error's class.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import LstmConvertError, MissingDependencyError, OutsideNeutralShapeError, ReadError, UnsupportedError, WriteError
+from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
 from .registry import format_for_path, format_module
@@ -30,7 +36,10 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
         The validated neutral model.
 
     Raises:
-        ReadError: the file is missing or is not an LSTM model this format can carry.
+        ReadError: the file is missing, damaged or holds no LSTM model this format reads.
+        UnsupportedError: the model uses something lstmconvert cannot carry exactly.
+        MissingDependencyError: the format's framework is not installed.
+        Each names ``path`` (``exc.path``; ``str(exc)`` is ``"<path>: <problem>"``).
 
     Example:
         >>> model = load("tagger.pt", batch_first=True)
@@ -38,23 +47,11 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     path = Path(path)
     info = format_for_path(path, format)
     _check_source(path)
-    module = format_module(info, path)
-    try:
+    module = _format_module(info, path)
+    with _reading(path, info):
         model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
         return model.validate()
-    except MissingDependencyError as exc:
-        raise exc.naming(path) from exc
-    except LstmConvertError as exc:
-        if isinstance(exc, ReadError) or str(path) in str(exc):
-            raise
-        if isinstance(exc, OutsideNeutralShapeError):  # keep its type: convert and verify turn to the whole file
-            raise OutsideNeutralShapeError(f"{path}: {exc}", exc.layer) from exc
-        raise ReadError(path, str(exc)) from exc
-    except Exception as exc:  # a framework choking on a damaged file
-        if os.environ.get("LSTMCONVERT_DEBUG"):
-            raise
-        raise ReadError(path, f"not a readable {info.name} model ({_one_line(exc)})") from exc
 
 
 def save(
@@ -75,17 +72,10 @@ def save(
     info = format_for_path(path, format)
     _check_target(path, force)
     model.validate()
-    module = format_module(info, path)
+    module = _format_module(info, path)
 
     def produce(staged: Path) -> None:
-        try:
-            module.write(model, staged, WriteOptions(opset=opset))
-        except MissingDependencyError as exc:
-            raise exc.naming(path) from exc
-        except LstmConvertError as exc:
-            if str(path.name) in str(exc):
-                raise
-            raise WriteError(path, str(exc)) from exc
+        module.write(model, staged, WriteOptions(opset=opset))
 
     return _write_staged(path, force, produce)
 
@@ -118,57 +108,60 @@ def widen_in_place(
     dst_info = format_for_path(dst, format)
     if dst_info.name != info.name:
         raise UnsupportedError(
-            f"{src}: in-place widening writes the source's own format ({info.name}), not {dst_info.name}"
-        )
+            f"in-place widening writes the source's own format ({info.name}), not {dst_info.name}"
+        ).at(src)
     _check_source(src)
     refuse_overwriting_input(src, dst)
     _check_target(dst, force)
-    module = format_module(info, src)
+    module = _format_module(info, src)
     edit = getattr(module, "edit", None)
     if edit is None:
-        raise UnsupportedError(f"{src}: the {info.name} format cannot widen a model in place")
+        raise UnsupportedError(f"the {info.name} format cannot widen a model in place").at(src)
     request = EditRequest(lstms=tuple(lstm), consumers=tuple(consumers), backward=backward, merge=merge,
                           preserve=preserve, seed=seed)
     outcome = []
 
     def produce(staged: Path) -> None:
-        try:
+        with _reading(src, info):  # the edit's refusals are about the source file
             outcome.append(edit(src, staged, request))
-        except MissingDependencyError as exc:
-            raise exc.naming(src) from exc
-        except LstmConvertError as exc:
-            if isinstance(exc, (ReadError, WriteError)) or str(src) in str(exc):
-                raise
-            if isinstance(exc, UnsupportedError):
-                raise UnsupportedError(f"{src}: {exc}") from exc
-            raise ReadError(src, str(exc)) from exc
-        except Exception as exc:  # a framework choking on a damaged file
-            if os.environ.get("LSTMCONVERT_DEBUG"):
-                raise
-            raise ReadError(src, f"not a readable {info.name} model ({_one_line(exc)})") from exc
 
     _write_staged(dst, force, produce)
     return outcome[0]
 
 
+def _format_module(info, path: Path):
+    """The format's module; a missing framework names the file it was needed for."""
+    try:
+        return format_module(info)
+    except LstmConvertError as exc:
+        raise exc.at(path)
+
+
+@contextmanager
+def _reading(path: Path, info):
+    """Name ``path`` in every error raised while reading it; a framework's own exception is a ReadError."""
+    try:
+        yield
+    except WriteError:  # about the output; the staging step names the target
+        raise
+    except LstmConvertError as exc:
+        raise exc.at(path)
+    except Exception as exc:  # a framework choking on a damaged file
+        if os.environ.get("LSTMCONVERT_DEBUG"):
+            raise
+        raise ReadError(path, f"not a readable {info.name} model ({_one_line(exc)})") from exc
+
+
 def _write_staged(path: Path, force: bool, produce) -> list:
     """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place.
 
-    The file system's own refusals (a read-only or full disk, no permission) become a ``WriteError``
-    naming ``path``.
+    Errors name ``path``, the user's target, never the staging folder: a path-less error gets ``path``,
+    and a staged path in an error (or in its text) is mapped back to the place it was meant for.
     """
     _check_target(path, force)
+    staging = None
     try:
-        return _stage_and_rename(path, force, produce)
-    except OSError as exc:
-        if os.environ.get("LSTMCONVERT_DEBUG"):
-            raise
-        raise WriteError(path, f"cannot write here: {exc.strerror or exc}") from exc
-
-
-def _stage_and_rename(path: Path, force: bool, produce) -> list:
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         produce(staging / path.name)
         produced = sorted(staging.iterdir())
         targets = [path.parent / p.name for p in produced]
@@ -178,8 +171,27 @@ def _stage_and_rename(path: Path, force: bool, produce) -> list:
         for source, target in zip(produced, targets):
             os.replace(source, target)
         return targets
+    except LstmConvertError as exc:
+        raise _unstaged(exc, staging, path)
+    except OSError as exc:  # the folder refuses the staging folder or the rename; say why, not where
+        raise WriteError(path, f"cannot be written ({exc.strerror or type(exc).__name__})") from exc
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _unstaged(exc: LstmConvertError, staging: Optional[Path], path: Path) -> LstmConvertError:
+    """``exc`` naming ``path`` where it named (or did not name) a file in the staging folder."""
+    if staging is not None and exc.path is not None and Path(exc.path).parent == staging:
+        exc.path = path.parent / Path(exc.path).name
+    exc.at(path)
+    if staging is not None and exc.args and isinstance(exc.args[0], str):
+        exc.args = (_unstaged_text(exc.args[0], staging, path), *exc.args[1:])
+    return exc
+
+
+def _unstaged_text(text: str, staging: Optional[Path], path: Path) -> str:
+    return text if staging is None else text.replace(str(staging), str(path.parent))
 
 
 def refuse_overwriting_input(src: PathLike, dst: PathLike) -> None:
@@ -213,11 +225,17 @@ def _check_target(path: Path, force: bool) -> None:
 def run(path: PathLike, inputs: np.ndarray, *, format: Optional[str] = None, **hints) -> np.ndarray:
     """Run a model file in its own framework's runtime on batch-major ``inputs``."""
     path = Path(path)
-    model = load(path, format=format, **hints)
+    return run_loaded(path, load(path, format=format, **hints), inputs, format=format)
+
+
+def run_loaded(path: PathLike, model: SequenceModel, inputs: np.ndarray, *,
+               format: Optional[str] = None) -> np.ndarray:
+    """Run the file ``model`` was loaded from in its own runtime (``run`` without reading it again)."""
+    path = Path(path)
     try:
-        return format_module(format_for_path(path, format), path).run(path, model, inputs)
-    except MissingDependencyError as exc:
-        raise exc.naming(path) from exc
+        return format_module(format_for_path(path, format)).run(path, model, inputs)
+    except LstmConvertError as exc:
+        raise exc.at(path)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -23,6 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional
 
+from .capabilities import initialiser_style
 from .errors import LstmConvertError
 from .model import MERGE_MODES, Dense, LSTMLayer, SequenceModel
 from .widening import Initialiser, backward_direction, widen_consumer
@@ -158,7 +159,7 @@ def to_bidirectional(
             "--backward copy or random to fine-tune, or --merge sum with zeros",
             UntrainableWarning, stacklevel=2,
         )
-    init = Initialiser(seed, style="keras" if model.meta.get("source_format") == "keras" else "torch")
+    init = Initialiser(seed, style=initialiser_style(model.meta.get("source_format")))
     layers = []
     for k, layer in enumerate(model.layers):
         forward = copy.copy(layer.directions[0])  # the source's arrays, reused as they are

@@ -9,25 +9,55 @@ from __future__ import annotations
 
 
 class LstmConvertError(Exception):
-    """Base class: a problem with the input or the request, not a bug in lstmconvert."""
+    """Base class: a problem with the input or the request, not a bug in lstmconvert.
+
+    ``problem`` says what is wrong; ``path`` is the user's file it concerns, or None. Formats raise
+    path-less errors; ``api`` (the one boundary between the user's paths and the formats) attaches the
+    path with ``at``, keeping the class, so every message reads ``<path>: <problem>``.
+    """
+
+    path: object = None
+
+    @property
+    def problem(self) -> str:
+        return super().__str__()
+
+    def at(self, path: object) -> "LstmConvertError":
+        """Name ``path`` as the file concerned, unless a path is named already; returns ``self``."""
+        if self.path is None:
+            self.path = path
+        return self
+
+    def __str__(self) -> str:
+        return self.problem if self.path is None else f"{self.path}: {self.problem}"
 
 
 class ReadError(LstmConvertError):
-    """A file could not be read as an LSTM model (missing, truncated, not a model, no LSTM in it)."""
+    """A file could not be read as an LSTM model (missing, truncated, not a model, no LSTM in it).
 
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
+    ``ReadError(problem)`` from a format; ``ReadError(path, problem)`` where the path is known.
+    """
+
+    def __init__(self, *args: object) -> None:
+        *path, problem = args
+        if len(path) > 1:
+            raise TypeError("ReadError(problem) or ReadError(path, problem)")
+        super().__init__(problem)
+        self.path = path[0] if path else None
 
 
 class WriteError(LstmConvertError):
-    """A model could not be written to the requested path or format."""
+    """A model could not be written to the requested path or format.
 
-    def __init__(self, path: object, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = path
-        self.problem = problem
+    ``WriteError(problem)`` from a format; ``WriteError(path, problem)`` where the path is known.
+    """
+
+    def __init__(self, *args: object) -> None:
+        *path, problem = args
+        if len(path) > 1:
+            raise TypeError("WriteError(problem) or WriteError(path, problem)")
+        super().__init__(problem)
+        self.path = path[0] if path else None
 
 
 class UnsupportedError(LstmConvertError):

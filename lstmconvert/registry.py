@@ -16,6 +16,10 @@ and may expose a fourth, for models of any shape (``api.widen_in_place``):
   it is. A reader that meets layers outside the neutral shape raises ``OutsideNeutralShapeError``, and
   ``convert`` turns to ``edit``.
 
+What each format's files can carry is its ``Capabilities`` record (``FormatInfo.capabilities``, kept in
+``capabilities.py``); a writer calls ``capabilities.check_carries`` before encoding, and consumers ask
+the record instead of naming formats. Formats raise path-less errors; ``api`` names the user's file.
+
 The module is imported only when a file of that format is touched, so ``lstmconvert --help`` and a
 conversion between two formats never import the frameworks of a third.
 """
@@ -28,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
+from .capabilities import CAPABILITIES, Capabilities
 from .errors import LstmConvertError
 
 
@@ -41,6 +46,11 @@ class FormatInfo:
     # Its files leave the embedding, head, layout and readout unsaid, so the read hints
     # (--embedding, --head, --batch-first/--seq-first, --readout) apply; other formats record them.
     read_hints: bool = False
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the format's files can carry (``capabilities.CAPABILITIES``)."""
+        return CAPABILITIES[self.name]
 
 
 FORMATS = {
@@ -73,8 +83,8 @@ def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
                 return info
     known = ", ".join(ext for info in FORMATS.values() for ext in info.extensions)
     raise LstmConvertError(
-        f"{path}: cannot tell the format from the extension (known: {known}); pass --from/--to"
-    )
+        f"cannot tell the format from the extension (known: {known}); pass --from/--to"
+    ).at(path)
 
 
 def format_module(info: FormatInfo, path: Optional[Path] = None) -> ModuleType:

@@ -67,14 +67,3 @@ def keras_order(model) -> list:
     for dense in model.head:
         out += [dense.weight.T] + ([dense.bias] if dense.bias is not None else [])
     return out
-
-
-def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    return a.dtype == b.dtype and a.shape == b.shape and np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
-
-
-def same_arrays(first, second) -> bool:
-    """Two neutral models hold the same arrays under the same names, bit for bit."""
-    a, b = first.arrays(), second.arrays()
-    return a.keys() == b.keys() and all(same_bits(a[k], b[k]) for k in a)

@@ -14,9 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of the checkout, not an installed package
 
 from benchmarks.report import COLUMNS  # noqa: E402
+from needs import needs  # noqa: E402
 
 
 def test_smoke_run_prints_the_table(tmp_path):
+    needs("torch", "onnx", "keras-read")  # its sections convert .pt and .keras files to .onnx and .pt
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "run.py"), "--smoke", "--only", "start,growth",
          "--workdir", str(tmp_path), "--markdown", str(tmp_path / "table.md")],

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # every command here reads the bundled PyTorch fixtures
 
 from lstmconvert.cli import main
 from torch_helpers import FIXTURES, Tagger, assert_close, load_user, numpy_out, tokens

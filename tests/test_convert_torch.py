@@ -15,15 +15,17 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 import lstmconvert
 from lstmconvert import LstmConvertError, to_bidirectional
 from lstmconvert.formats.torch_format import SequenceLSTM
 from torch_helpers import (
     FIXTURES, Classifier, StackedTagger, Tagger, assert_close, features, load_user, numpy_out,
-    padded_tokens, same_bits, tokens,
+    padded_tokens, tokens,
 )
+from factories import same_bits
 
 TAGGER = FIXTURES / "tagger.pt"
 

@@ -14,18 +14,21 @@ import sys
 import warnings
 import zipfile
 
-import h5py
-import ml_dtypes
 import numpy as np
 import pytest
+
+from needs import needs
+
+h5py = pytest.importorskip("h5py")  # reads every Keras file; Keras itself only where a test runs one
+ml_dtypes = pytest.importorskip("ml_dtypes")
 
 import lstmconvert
 from lstmconvert import Activation, LSTMLayer, UnsupportedError
 from lstmconvert.cli import main
 from keras_helpers import (
     KERAS_FIXTURES, LENGTHS, batch_for, keras_order, real_steps_max_diff, reverse_real_steps,
-    same_arrays, same_bits,
 )
+from factories import same_arrays, same_bits
 
 # Same framework, same weights: Keras reproduces itself to float32 rounding or better.
 ATOL = 1e-6
@@ -33,6 +36,7 @@ ATOL = 1e-6
 
 @pytest.fixture(scope="module")
 def keras():
+    needs("keras")
     from lstmconvert.formats.keras_format.frameworks import import_keras
 
     return import_keras()
@@ -41,6 +45,7 @@ def keras():
 @pytest.fixture(scope="module")
 def source():
     """(neutral model, padded batch, the file's own output on it) per fixture, computed once."""
+    needs("keras")
     cache = {}
 
     def get(name: str):
@@ -444,6 +449,7 @@ def _bad_half_written(tmp):
 
 def _saved_by_keras(tmp, name, build):
     """A Keras 3 model built by ``build(keras)`` and saved as ``name`` (save_weights for .weights.h5)."""
+    needs("keras")
     from lstmconvert.formats.keras_format.frameworks import import_keras
 
     keras = import_keras()

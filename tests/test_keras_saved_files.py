@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import zipfile
 
-import h5py
 import numpy as np
 import pytest
 
+from needs import needs
+
+h5py = pytest.importorskip("h5py")
+
 import lstmconvert
 from lstmconvert import LstmConvertError, UnsupportedError
-from keras_helpers import KERAS_FIXTURES, batch_for, keras_order, real_steps_max_diff, same_arrays, same_bits
+from keras_helpers import KERAS_FIXTURES, batch_for, keras_order, real_steps_max_diff
+from factories import same_arrays, same_bits
 
 # Keras against Keras (same weights, possibly another TensorFlow): float32 rounding at most.
 ATOL = 1e-6
@@ -24,6 +28,7 @@ ATOL = 1e-6
 
 @pytest.fixture(scope="module")
 def keras():
+    needs("keras")
     from lstmconvert.formats.keras_format.frameworks import import_keras
 
     keras = import_keras()
@@ -159,6 +164,7 @@ CUDNN = KERAS_FIXTURES / "cudnn_tf_keras.h5"
 def test_cudnn_weights_equal_tf_keras_own_conversion():
     """tf.keras converts CuDNNLSTM weights for an LSTM when loading them; the kernels lstmconvert reads
     are those, bit for bit, and its two biases add up to tf.keras's single one."""
+    needs("keras", "tf_keras")
     import tf_keras
 
     layers = tf_keras.layers
@@ -179,6 +185,7 @@ def test_cudnn_weights_equal_tf_keras_own_conversion():
 
 
 def test_cudnn_file_converts_and_runs_in_keras3(tmp_path):
+    needs("keras")
     reference = np.load(CUDNN.with_suffix(".ref.npz"))
     model = lstmconvert.load(CUDNN)
     out = tmp_path / "plain.keras"
@@ -193,6 +200,7 @@ def test_cudnn_file_converts_and_runs_in_keras3(tmp_path):
 def test_keras2_file_runs_as_keras2_computed_it(tmp_path):
     """A Keras 2.15 .h5 (trained, with optimizer weights) runs in tf_keras and, converted, in Keras 3,
     reproducing the outputs Keras 2.15 computed before saving it."""
+    needs("keras", "tf_keras")
     src = KERAS_FIXTURES / "keras2_tagger.h5"
     reference = np.load(src.with_suffix(".ref.npz"))
     model = lstmconvert.load(src)
@@ -224,6 +232,7 @@ def test_long_names_split_over_several_hdf5_attributes(keras, tmp_path):
 
 def test_tf_keras_slashes_in_names_are_written_as_keras3_names(tmp_path):
     """tf.keras allowed "/" in layer names, Keras 3 rejects it: the writer replaces it."""
+    needs("keras")
     model = lstmconvert.load(KERAS_FIXTURES / "classifier.keras")
     model.meta["keras"]["names"]["layers"][0]["name"] = "encoder/lstm"
     out = tmp_path / "renamed.keras"
@@ -246,6 +255,7 @@ def _repack(src, dst, drop=(), add=None):
 def test_archive_without_metadata_or_with_assets(name, tmp_path):
     """Without metadata.json, tf.keras's archive is still recognised (its LSTM configs carry
     time_major) and runs in tf_keras; an assets/ folder is ignored."""
+    needs("keras", "tf_keras")
     src = KERAS_FIXTURES / name
     original = lstmconvert.load(src)
     bare = _repack(src, tmp_path / "bare.keras", drop=("metadata.json",))

@@ -13,10 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lstmconvert
+from needs import needs
+
+needs("torch", "keras")  # every test converts between the two and runs both
+
+import lstmconvert  # noqa: E402
 from lstmconvert import LstmConvertError
 from lstmconvert.formats.keras_format.writer import LayoutWarning
-from keras_helpers import KERAS_FIXTURES, batch_for, real_steps_max_diff, same_bits
+from keras_helpers import KERAS_FIXTURES, batch_for, real_steps_max_diff  # noqa: E402
+from factories import same_bits  # noqa: E402
 
 TORCH_FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "torch"
 CROSS_ATOL = 1e-5

@@ -13,10 +13,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
-import lstmconvert
+from needs import needs
+
+needs("onnx", "keras-read")  # every test reads or runs ONNX; the rest needs what each test names
+
+import onnx  # noqa: E402
+
+import lstmconvert  # noqa: E402
 from lstmconvert.cli import main
 
 from keras_helpers import KERAS_FIXTURES, batch_for, real_steps_max_diff
@@ -51,6 +56,7 @@ def save(model, path: Path) -> None:
     ("classifier_last.pt", {"readout": "last"}, "zeros", "sum"),
 ])
 def test_torch_to_bidirectional_onnx_reproduces_torch(name, hints, backward, merge, tmp_path):
+    needs("torch")
     src = TORCH_FIXTURES / name
     model = load(src, **hints)
     batch = batch_for(model)  # unmasked torch models: every step is real
@@ -71,6 +77,7 @@ def test_torch_to_bidirectional_onnx_reproduces_torch(name, hints, backward, mer
 ])
 def test_keras_to_onnx_reproduces_keras(name, backward, merge, tmp_path):
     """Masked Keras models, right-padded batches of mixed lengths: real steps must agree."""
+    needs("keras", *(["tf_keras"] if "tf_keras" in name else []))
     src = KERAS_FIXTURES / name
     model = load(src)
     batch = batch_for(model)
@@ -93,6 +100,7 @@ def test_tf_keras_hard_sigmoid_becomes_onnx_hard_sigmoid_alpha_0_2(tmp_path):
 
 def test_keras3_hard_sigmoid_becomes_onnx_hard_sigmoid_alpha_one_sixth(tmp_path):
     """Keras 3's hard_sigmoid is relu6(x + 3) / 6: alpha 1/6, not tf.keras's 0.2."""
+    needs("keras")
     import keras
     keras.utils.set_random_seed(3)
     model = keras.Sequential([keras.Input((None, 3)),
@@ -125,6 +133,7 @@ def _onnx_batch(name: str) -> np.ndarray:
 @pytest.mark.parametrize("name", ONNX_SOURCES)
 @pytest.mark.parametrize("target", [".pt", ".keras"])
 def test_onnx_to_framework_reproduces_onnxruntime(name, target, tmp_path):
+    needs({".pt": "torch", ".keras": "keras"}[target])
     src = ONNX_FIXTURES / f"{name}.onnx"
     batch = _onnx_batch(name)
     expected = run(src, batch)
@@ -139,6 +148,7 @@ def test_onnx_to_framework_reproduces_onnxruntime(name, target, tmp_path):
 
 
 def test_onnx_to_keras_widened_reproduces_onnxruntime(tmp_path):
+    needs("keras")
     src = ONNX_FIXTURES / "tf_tagger.onnx"
     batch = _onnx_batch("tf_tagger")
     out = tmp_path / "bi.keras"
@@ -148,6 +158,7 @@ def test_onnx_to_keras_widened_reproduces_onnxruntime(tmp_path):
 
 
 def test_weights_survive_onnx_to_torch_to_onnx_bit_exact(tmp_path):
+    needs("torch")
     source = load(ONNX_FIXTURES / "torch_bi_tagger_ts.onnx")
     save(source, tmp_path / "mid.pt")
     save(load(tmp_path / "mid.pt"), tmp_path / "back.onnx")
@@ -172,6 +183,7 @@ def test_weights_survive_onnx_to_torch_to_onnx_bit_exact(tmp_path):
     ("handmade_peephole_clip", ".keras", "clip"),
 ])
 def test_onnx_only_features_are_refused_by_other_writers(name, target, reason, tmp_path, capsys):
+    needs({".pt": "torch", ".keras": "keras-read"}[target])  # refused before Keras is imported
     code = main(["convert", str(ONNX_FIXTURES / f"{name}.onnx"), "-o", str(tmp_path / f"out{target}"),
                  "--keep-direction"])
     err = capsys.readouterr().err
@@ -180,6 +192,7 @@ def test_onnx_only_features_are_refused_by_other_writers(name, target, reason, t
 
 
 def test_torch_projection_is_refused_for_onnx(tmp_path, capsys):
+    needs("torch")
     code = main(["convert", str(TORCH_FIXTURES / "tagger_proj.pt"), "-o", str(tmp_path / "out.onnx"), "--keep-direction"])
     err = capsys.readouterr().err
     assert code == 2 and "projection" in err and err.count("\n") == 1, err
@@ -190,6 +203,7 @@ def test_torch_projection_is_refused_for_onnx(tmp_path, capsys):
     (KERAS_FIXTURES / "tagger.keras", "torch"),
 ])
 def test_conversion_to_onnx_imports_no_third_framework(src, absent, tmp_path):
+    needs("torch" if src.suffix == ".pt" else "keras-read")
     code = ("import sys; from lstmconvert.cli import main; "
             f"rc = main(['convert', sys.argv[1], '-o', sys.argv[2]]); "
             f"sys.exit(rc or (3 if {absent!r} in sys.modules else 0))")

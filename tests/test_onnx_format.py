@@ -13,10 +13,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 
-import lstmconvert
+from needs import needs
+
+needs("onnx")
+
+import onnx  # noqa: E402
+
+import lstmconvert  # noqa: E402
 from lstmconvert.cli import main
 from lstmconvert.model import Activation, Dense, LSTMDirection, LSTMLayer, SequenceModel
 
@@ -96,7 +101,7 @@ def test_fixture_file_runs_like_its_framework(name):
 
 @pytest.mark.parametrize("name", sorted(TORCH_FIXTURES))
 def test_torch_exports_read_back_to_the_state_dict_bit_exact(name):
-    import torch
+    torch = pytest.importorskip("torch")
     state = {k: v.numpy() for k, v in torch.load(FIXTURES / f"{name}.pt", weights_only=True).items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -195,7 +200,7 @@ def test_widening_with_sum_and_ave_merges(merge, tmp_path):
 
 def test_bidirectional_last_state_uses_the_reverse_state_after_t0(tmp_path):
     """Widen a last-state classifier with copied weights: Y_h[reverse] must be the state after t=0."""
-    import torch
+    torch = pytest.importorskip("torch")
     src = FIXTURES / "torch_classifier_ts.onnx"
     inputs, _ = reference("torch_classifier_ts")
     model = lstmconvert.load(src)
@@ -273,7 +278,7 @@ def test_local_functions_no_ops_and_zero_peepholes(tmp_path):
 
 # -- masked models against PyTorch packed sequences ----------------------------------------------------
 def _packed_reference(module, tokens_or_features, lengths, batch_first, last_state, fc):
-    import torch
+    torch = pytest.importorskip("torch")
     from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
     x = torch.from_numpy(tokens_or_features)
@@ -288,7 +293,7 @@ def _packed_reference(module, tokens_or_features, lengths, batch_first, last_sta
 
 def test_masked_tokens_match_torch_packed_sequences(tmp_path):
     """The packed-sequence export, rewritten with lengths counted from the padding, on ragged batches."""
-    import torch
+    torch = pytest.importorskip("torch")
     state = torch.load(FIXTURES / "torch_packed_ts.pt", weights_only=True)
     embedding, lstm, fc = torch.nn.Embedding(12, 6, padding_idx=0), torch.nn.LSTM(6, 5, batch_first=True, bidirectional=True), torch.nn.Linear(10, 4)
     embedding.load_state_dict({"weight": state["embedding.weight"]})
@@ -318,7 +323,7 @@ def test_masked_tokens_match_torch_packed_sequences(tmp_path):
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_masked_features_widened_match_torch_packed_last_state(batch_first, tmp_path):
     """A forward LSTM on features, masked, widened with copied weights; readout = last state."""
-    import torch
+    torch = pytest.importorskip("torch")
     torch.manual_seed(3)
     source = torch.nn.LSTM(3, 4, batch_first=batch_first)
     fc = torch.nn.Linear(4, 2)
@@ -586,7 +591,7 @@ def test_float16_is_written_as_float16_and_runs(tmp_path):
 def test_dtypes_onnxruntime_cannot_run_are_refused_and_cast_on_request(tmp_path, capsys, dtype):
     """A float64 / bfloat16 LSTM is valid ONNX but onnxruntime has no kernel for it: refused, nothing
     written; --dtype float32 casts explicitly, and the result matches torch's own run of the source."""
-    import torch
+    torch = pytest.importorskip("torch")
 
     torch.manual_seed(3)
     lstm, fc = torch.nn.LSTM(3, 4, batch_first=True), torch.nn.Linear(4, 2)

@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from lstmconvert import gates  # noqa: E402
 from lstmconvert.cli import main  # noqa: E402
 from lstmconvert.checks import roundtrip  # noqa: E402
+from needs import needs, needs_files  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TAGGER_PT = FIXTURES / "torch" / "tagger.pt"  # two biases per direction: tests Keras's folding
@@ -40,6 +41,7 @@ def format_module(name: str):
     ids=["torch-tagger", "keras-masked-classifier", "onnx-tf2onnx-bidirectional"],
 )
 def test_fixture_of_each_format_survives_every_format(src):
+    needs("torch", "keras", "onnx")
     report = roundtrip(src)
     assert report.passed, report.render_text()
     assert [h.format for h in report.hops] == ["torch", "keras", "onnx"]
@@ -51,12 +53,14 @@ def test_fixture_of_each_format_survives_every_format(src):
 
 
 def test_torch_export_program_hop():
+    needs("torch")
     report = roundtrip(SMALL_PT, via="pt2")
     assert report.passed, report.render_text()
     assert report.hops[0].file.endswith(".pt2") and report.hops[0].verify.dst_format == "torch"
 
 
 def test_format_that_cannot_carry_is_skipped_unless_asked_for(capsys):
+    needs("torch", "keras", "onnx")
     report = roundtrip(PROJ_PT)
     status = {h.format: h.status for h in report.hops}
     assert status == {"torch": "pass", "keras": "skip", "onnx": "skip"}, report.render_text()
@@ -88,6 +92,7 @@ def one_ulp_up(model):
 
 
 def test_writer_that_bends_one_weight_by_one_ulp_is_caught(monkeypatch):
+    needs("torch", "onnx")
     perturbing_writer(monkeypatch, "onnx", one_ulp_up)
     report = roundtrip(TAGGER_PT, via="onnx,torch")
     onnx_hop, torch_hop = report.hops
@@ -100,6 +105,7 @@ def test_writer_that_bends_one_weight_by_one_ulp_is_caught(monkeypatch):
 
 
 def test_writer_that_changes_outputs_is_caught_with_a_diagnosis(monkeypatch, capsys):
+    needs("torch")
     def onnx_order_as_torch_order(model):
         d = model.layers[1].directions[0]
         for name in ("w_ih", "w_hh", "b_ih", "b_hh"):
@@ -119,6 +125,7 @@ def test_writer_that_changes_outputs_is_caught_with_a_diagnosis(monkeypatch, cap
 
 def test_keras_hop_checks_the_documented_bias_folding(monkeypatch):
     """Keras has one bias; it must hold exactly b_ih + b_hh. A writer that keeps only b_ih is caught."""
+    needs("torch", "keras")
     perturbing_writer(monkeypatch, "keras", lambda m: [setattr(d, "b_hh", None) for d in m.layers[0].directions])
     report = roundtrip(TAGGER_PT, via="keras")
     hop = report.hops[0]
@@ -129,6 +136,7 @@ def test_keras_hop_checks_the_documented_bias_folding(monkeypatch):
 
 def test_reader_that_misreads_the_gate_order_is_caught(monkeypatch):
     """The Keras file is right and Keras runs it right; only the weights check sees the reader's bug."""
+    needs("torch", "keras")
     module = format_module("keras")
     original = module.read
 
@@ -145,6 +153,7 @@ def test_reader_that_misreads_the_gate_order_is_caught(monkeypatch):
 
 
 def test_cli_text_output_and_kept_files(tmp_path, capsys):
+    needs("torch", "keras", "onnx")
     code, out, _ = cli(capsys, "roundtrip", SMALL_PT, "--via", "onnx,keras", "--keep", tmp_path, "--seed", "5")
     assert code == 0, out
     lines = out.splitlines()
@@ -164,5 +173,6 @@ def test_cli_text_output_and_kept_files(tmp_path, capsys):
     ids=["missing", "unknown-format", "no-keep-folder"],
 )
 def test_bad_input_exits_2(capsys, args, message):
+    needs_files(*(a for a in args if isinstance(a, Path) and a.exists()))
     code, out, err = cli(capsys, *args)
     assert code == 2 and message in err and out == ""

@@ -18,11 +18,12 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 import pytest
-import torch
-from torch import nn
+
+torch = pytest.importorskip("torch")
+ml_dtypes = pytest.importorskip("ml_dtypes")
+from torch import nn  # noqa: E402
 
 import lstmconvert
 from lstmconvert import LstmConvertError, ReadError
@@ -31,8 +32,9 @@ from lstmconvert.formats.torch_format import SequenceLSTM
 from lstmconvert.formats.torch_format.config import METADATA_KEY
 from lstmconvert.model import Activation, LSTMDirection
 from torch_helpers import (
-    FIXTURES, Classifier, Tagger, assert_close, features, load_user, numpy_out, padded_tokens, same_bits, tokens,
+    FIXTURES, Classifier, Tagger, assert_close, features, load_user, numpy_out, padded_tokens, tokens,
 )
+from factories import same_bits
 
 TAGGER = FIXTURES / "tagger.pt"
 

@@ -23,6 +23,7 @@ from lstmconvert import gates  # noqa: E402
 from lstmconvert.cli import main  # noqa: E402
 from lstmconvert.model import Activation  # noqa: E402
 from lstmconvert.checks import verify  # noqa: E402
+from needs import needs, needs_files  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TAGGER_PT = FIXTURES / "torch" / "tagger.pt"  # tokens, 2 forward layers, head, time-first
@@ -77,6 +78,7 @@ def assert_diagnosed(report, *fragments: str) -> None:
     ids=["torch-onnx-concat", "keras-torch-masked-last", "onnx-keras-sum", "keras-onnx-keep"],
 )
 def test_verify_passes_on_real_conversions(tmp_path, src, suffix, options):
+    needs_files(src, suffix)
     dst = write_converted(src, tmp_path / f"converted{suffix}", **options)
     report = verify(src, dst)
     assert report.passed, report.render_text()
@@ -88,6 +90,7 @@ def test_verify_passes_on_real_conversions(tmp_path, src, suffix, options):
 def test_two_exporters_of_one_module_agree(tmp_path):
     """torch's TorchScript and dynamo exporters wrote the same trained tagger; the dynamo file only
     runs at the traced length, so the lengths are chosen with ``steps``."""
+    needs("onnx")
     report = verify(FIXTURES / "onnx" / "torch_tagger_ts.onnx", FIXTURES / "onnx" / "torch_tagger_dynamo.onnx",
                     steps=[6], batch_sizes=[1, 3])
     assert report.passed, report.render_text()
@@ -96,11 +99,13 @@ def test_two_exporters_of_one_module_agree(tmp_path):
 
 def test_state_dict_and_its_onnx_export_agree():
     """The .pt the exporter started from and the exported .onnx: two readers, two runtimes."""
+    needs("torch", "onnx")
     report = verify(FIXTURES / "onnx" / "torch_tagger_ts.pt", FIXTURES / "onnx" / "torch_tagger_ts.onnx")
     assert report.passed, report.render_text()
 
 
 def test_widened_model_without_head_is_checked_on_its_forward_half(tmp_path):
+    needs("torch", "onnx")
     import torch
 
     torch.manual_seed(0)
@@ -127,11 +132,13 @@ def permute_gates(layer: int, direction: int, perm: tuple):
 
 def test_correct_keep_direction_copy_passes(tmp_path):
     """The control for the broken files below: the same pipeline without the bug passes."""
+    needs("torch", "onnx")
     dst = write_broken(BI_TAGGER_ONNX, tmp_path / "bi.pt", lambda model: None)
     assert verify(BI_TAGGER_ONNX, dst).passed
 
 
 def test_permuted_gates_of_the_reverse_direction(tmp_path, capsys):
+    needs("torch", "onnx")
     dst = write_broken(BI_TAGGER_ONNX, tmp_path / "bi.pt", permute_gates(0, 1, gates.TO_ONNX))
     report = verify(BI_TAGGER_ONNX, dst)
     assert_diagnosed(report, "layer 0 reverse", "gate blocks permuted as i,o,f,g", "ONNX order")
@@ -144,6 +151,7 @@ def test_permuted_gates_of_the_reverse_direction(tmp_path, capsys):
 
 
 def test_dropped_recurrent_bias(tmp_path):
+    needs("torch", "onnx")
     def drop_b_hh(model):
         model.layers[1].directions[0].b_hh = None
 
@@ -153,6 +161,7 @@ def test_dropped_recurrent_bias(tmp_path):
 
 def test_backward_layer_run_forwards(tmp_path):
     """A layer that should run backward in time, written as running forward."""
+    needs("onnx")
     def run_forwards(model):
         model.layers[0].reverse = False
 
@@ -164,6 +173,7 @@ def test_backward_layer_run_forwards(tmp_path):
 
 def test_masking_lost(tmp_path):
     """Without the mask the last state is taken after the padding: real outputs change."""
+    needs("keras", "onnx")
     def unmask(model):
         model.masked = False
 
@@ -176,6 +186,7 @@ def test_masking_lost(tmp_path):
 
 
 def test_wrong_gate_activation(tmp_path):
+    needs("torch", "onnx")
     def keras2_hard_sigmoid(model):
         d = model.layers[0].directions[0]
         d.activations = (Activation("hard_sigmoid", alpha=0.2, beta=0.5),) + tuple(d.activations[1:])
@@ -185,6 +196,7 @@ def test_wrong_gate_activation(tmp_path):
 
 
 def test_non_preserving_widening_is_a_mismatch(tmp_path):
+    needs("torch", "onnx")
     dst = write_converted(TAGGER_PT, tmp_path / "sum_copy.onnx", backward="copy", merge="sum")
     assert_diagnosed(verify(TAGGER_PT, dst), "non-zero backward direction", "'sum'")
 
@@ -192,6 +204,7 @@ def test_non_preserving_widening_is_a_mismatch(tmp_path):
 # -- output formats and exit codes ------------------------------------------------------------------
 
 def test_json_output_parses(tmp_path, capsys):
+    needs("torch", "onnx")
     good = write_converted(TAGGER_PT, tmp_path / "good.onnx", backward="zeros", merge="concat")
     code, out, _ = cli(capsys, "verify", TAGGER_PT, good, "--json", "--seed", "3")
     data = json.loads(out)
@@ -209,6 +222,7 @@ def test_json_output_parses(tmp_path, capsys):
 
 def test_tolerance_options_are_applied(tmp_path, capsys):
     """A Keras file differs from PyTorch by rounding; an impossible tolerance turns that into a failure."""
+    needs("torch", "keras")
     dst = write_converted(TAGGER_PT, tmp_path / "tagger.keras")
     assert cli(capsys, "verify", TAGGER_PT, dst)[0] == 0
     code, out, _ = cli(capsys, "verify", TAGGER_PT, dst, "--atol", "0", "--rtol", "0", "--no-diagnose")
@@ -228,12 +242,14 @@ def test_tolerance_options_are_applied(tmp_path, capsys):
     ids=["missing", "other-vocabulary", "impossible-expect", "src-cannot-run", "bad-steps"],
 )
 def test_bad_input_exits_2(capsys, args, message):
+    needs_files(*(a for a in args if isinstance(a, Path) and a.exists()))
     code, out, err = cli(capsys, *args)
     assert code == 2, out + err
     assert message in err and out == ""
 
 
 def test_not_a_model_exits_2(tmp_path, capsys):
+    needs("torch")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
     code, _, err = cli(capsys, "verify", TAGGER_PT, junk)
@@ -244,6 +260,7 @@ def test_not_a_model_exits_2(tmp_path, capsys):
 
 def test_reference_pass_reproduces_torch():
     """Diagnosis ranks suspects with a numpy pass; it must agree with PyTorch's own LSTM kernel."""
+    needs("torch")
     import torch
 
     from lstmconvert import reference

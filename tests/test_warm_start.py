@@ -14,7 +14,8 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "warm_start.py"
 TINY = ["--pretrain-steps", "60", "--finetune-steps", "20", "--eval-every", "10", "--eval-size", "100",
@@ -111,6 +112,7 @@ def test_tables_are_written_and_printed(tiny_run):
 
 
 def test_plot_writes_a_png(example, tiny_run, tmp_path):
+    pytest.importorskip("matplotlib")  # the test extra installs it; the example needs it only to plot
     experiment, *_ = tiny_run
     example.plot(experiment.tasks, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -104,11 +104,3 @@ def assert_close(actual: np.ndarray, expected: np.ndarray, atol: float = 1e-6) -
     """fp32 outputs of two PyTorch runs agree to ~1e-6 (recurrences reorder a few float sums)."""
     assert actual.shape == expected.shape, (actual.shape, expected.shape)
     np.testing.assert_allclose(actual, expected, rtol=0, atol=atol)
-
-
-def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """True if two tensors have the same dtype, shape and bit pattern."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    width = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
-    return bool(torch.equal(a.contiguous().view(width), b.contiguous().view(width)))

@@ -14,11 +14,12 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..api import load
+from ..api import load, run_loaded
 from ..errors import LstmConvertError, MissingDependencyError
 from ..model import SequenceModel
-from ..registry import FormatInfo, format_for_path, format_module
-from .compare import Tolerance, default_tolerance, error_stats
+from ..registry import FormatInfo, format_for_path
+from .compare import Tolerance, default_tolerance, error_stats, real_step_mask, select_compared
+from .diagnose import diagnose as run_diagnosis
 from .inputs import InputCase, make_inputs
 from .report import CaseResult, VerifyReport
 
@@ -45,11 +46,7 @@ class LoadedFile:
         """The file's output in its own framework's runtime (remembered per input batch)."""
         key = (data.shape, data.dtype.str, data.tobytes())
         if key not in self._outputs:
-            try:
-                output = format_module(self.info, self.path).run(self.path, self.model, data)
-            except MissingDependencyError as exc:
-                raise exc.naming(self.path) from exc
-            self._outputs[key] = np.asarray(output)
+            self._outputs[key] = np.asarray(run_loaded(self.path, self.model, data, format=self.info.name))
         return self._outputs[key]
 
 
@@ -171,8 +168,6 @@ def verify_loaded(
         report.cases.append(compare_case(case, expected, actual, expect, tol, source.model))
         observations.append(Observation(case, expected, actual))
     if not report.passed and diagnose:
-        from .diagnose import diagnose as run_diagnosis  # diagnose imports this module: import late
-
         report.diagnosis = run_diagnosis(source.model, target.model, observations, expect)
     return report
 
@@ -234,23 +229,6 @@ def compare_case(
     return CaseResult(case.label(), stats=error_stats(expected, selected, tol, where=real_step_mask(case, model)))
 
 
-def select_compared(actual: np.ndarray, expected_shape: tuple, expect: str) -> Optional[np.ndarray]:
-    """The part of DST's output that must equal SRC's, or None if the shapes do not allow it."""
-    if expect == "forward-half":
-        width = expected_shape[-1]
-        if actual.shape[:-1] != tuple(expected_shape[:-1]) or actual.shape[-1] != 2 * width:
-            return None
-        return actual[..., :width]
-    return actual if tuple(actual.shape) == tuple(expected_shape) else None
-
-
-def real_step_mask(case: InputCase, model: SequenceModel) -> Optional[np.ndarray]:
-    """Broadcastable mask of the compared output elements: real steps only for sequence output."""
-    if model.readout != "sequence":
-        return None
-    return case.real_steps()[..., None]
-
-
 def run_source(source: LoadedFile, case: InputCase) -> np.ndarray:
     """SRC's runtime output on one batch; any failure is bad input (LstmConvertError)."""
     try:
@@ -258,12 +236,11 @@ def run_source(source: LoadedFile, case: InputCase) -> np.ndarray:
     except MissingDependencyError:
         raise
     except Exception as exc:
-        problem = str(exc) if isinstance(exc, LstmConvertError) else _one_line(exc)
-        where = "" if str(source.path) in problem else f"{source.path}: "
+        problem = exc.problem if isinstance(exc, LstmConvertError) else _one_line(exc)
         raise LstmConvertError(
-            f"{where}SRC failed to run on input {case.label()}: {problem} "
+            f"SRC failed to run on input {case.label()}: {problem} "
             "(if the file only runs at some shapes, choose them with --batch/--steps)"
-        ) from exc
+        ).at(source.path) from exc
     n, t = case.data.shape[:2]
     width = source.model.output_size
     wanted = (n, t, width) if source.model.readout == "sequence" else (n, width)

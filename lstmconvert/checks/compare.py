@@ -1,4 +1,4 @@
-"""Tolerances and error statistics for comparing two runtimes' outputs.
+"""Tolerances, error statistics and the compared part of an output, for comparing two runtimes' outputs.
 
 An element passes when ``|actual - expected| <= atol + rtol * |expected|`` (numpy's ``allclose``
 rule). The defaults depend on the dtype the models compute in: two runtimes never sum in the same
@@ -9,9 +9,13 @@ error grows with depth and sequence length.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..model import SequenceModel
+    from .inputs import InputCase
 
 # dtype name -> (atol, rtol). fp32 stays near 1e-5 absolute for tiny-to-small models; the half
 # formats have 11 (fp16) and 8 (bf16) significant bits, and runtimes may accumulate them in fp32.
@@ -102,3 +106,20 @@ def max_abs_error(expected: np.ndarray, actual: np.ndarray, where: Optional[np.n
     if where is not None:
         diff = np.where(np.broadcast_to(where, diff.shape), diff, 0.0)
     return float(diff.max()) if diff.size else 0.0
+
+
+def select_compared(actual: np.ndarray, expected_shape: tuple, expect: str) -> Optional[np.ndarray]:
+    """The part of DST's output that must equal SRC's, or None if the shapes do not allow it."""
+    if expect == "forward-half":
+        width = expected_shape[-1]
+        if actual.shape[:-1] != tuple(expected_shape[:-1]) or actual.shape[-1] != 2 * width:
+            return None
+        return actual[..., :width]
+    return actual if tuple(actual.shape) == tuple(expected_shape) else None
+
+
+def real_step_mask(case: InputCase, model: SequenceModel) -> Optional[np.ndarray]:
+    """Broadcastable mask of the compared output elements: real steps only for sequence output."""
+    if model.readout != "sequence":
+        return None
+    return case.real_steps()[..., None]

@@ -21,8 +21,7 @@ import numpy as np
 
 from .. import reference
 from ..model import SequenceModel
-from .check import real_step_mask, select_compared
-from .compare import default_tolerance, max_abs_error
+from .compare import default_tolerance, max_abs_error, real_step_mask, select_compared
 from .suspects import Suspect, model_suspects
 from .weights import identify_weight_changes
 

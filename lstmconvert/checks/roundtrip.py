@@ -2,8 +2,8 @@
 
 Each hop writes SRC as it is (no widening) to a file of one format, reads that file back and checks
 
-* the weights: bit-exact by name (``SequenceModel.arrays()``); a single-bias format (Keras) must
-  hold exactly ``b_ih + b_hh``, the documented folding;
+* the weights: bit-exact by name (``SequenceModel.arrays()``); a format with one bias per gate
+  (``Capabilities.biases == 1``) must hold exactly ``b_ih + b_hh``, the documented folding;
 * the outputs: SRC in its runtime against the hop file in *its* runtime (``verify`` with "same").
 
 A format that cannot carry the model (the writer raises ``UnsupportedError``, e.g. ``proj_size``
@@ -30,9 +30,8 @@ PathLike = Union[str, os.PathLike]
 
 # What each name in ``via`` writes. Format names take their main extension; a bare extension picks
 # the other containers (torch.export's .pt2, Keras's legacy .h5).
-HOP_EXTENSIONS = {"torch": ".pt", "keras": ".keras", "onnx": ".onnx", "pt2": ".pt2", "h5": ".h5"}
-DEFAULT_VIA = ("torch", "keras", "onnx")
-SINGLE_BIAS_FORMATS = frozenset({"keras"})
+HOP_EXTENSIONS = {**{name: info.extensions[0] for name, info in FORMATS.items()}, "pt2": ".pt2", "h5": ".h5"}
+DEFAULT_VIA = tuple(FORMATS)
 
 
 def parse_via(via: Union[None, str, Iterable[str]]) -> tuple:
@@ -125,7 +124,7 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
     except MissingDependencyError as exc:
         if explicit:
             raise
-        return HopResult(name, path.name, "skip", f"not installed: {exc}")
+        return HopResult(name, path.name, "skip", f"not installed: {_reason(exc)}")
     except LstmConvertError as exc:
         if _is_unsupported(exc):
             status = "fail" if explicit else "skip"
@@ -137,7 +136,7 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
         back = load(path)
     except LstmConvertError as exc:
         return HopResult(name, path.name, "fail", f"written file cannot be read back: {_reason(exc)}")
-    single_bias = info.name in SINGLE_BIAS_FORMATS
+    single_bias = info.capabilities.biases == 1
     problems = exactness_problems(model, back, single_bias=single_bias)
     try:
         outputs = verify_loaded(source, LoadedFile(path, back, info), expect="same", settings=settings)
@@ -162,13 +161,11 @@ def warm_up(source: LoadedFile, settings: Settings) -> None:
 
 
 def _is_unsupported(exc: BaseException) -> bool:
-    """The writer refused the model on purpose (api.save may wrap the UnsupportedError)."""
-    while exc is not None:
-        if isinstance(exc, UnsupportedError):
-            return True
-        exc = exc.__cause__
-    return False
+    """The writer refused the model on purpose (api.save keeps the UnsupportedError's class)."""
+    return isinstance(exc, UnsupportedError)
 
 
 def _reason(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
+    """The problem alone: the hop's file is named beside it, and its folder may be a temporary one."""
+    text = exc.problem if isinstance(exc, LstmConvertError) else str(exc)
+    return " ".join(text.split())

@@ -176,11 +176,11 @@ def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, pre
 
     for flag, given in (("--keep-direction", keep_direction), ("--dtype", dtype), ("--opset", opset)):
         if given:
-            raise LstmConvertError(f"{src}: {flag} does not apply to in-place widening (it keeps the file's "
-                                   "own format, dtypes and opset)")
+            raise LstmConvertError(f"{flag} does not apply to in-place widening (it keeps the file's "
+                                   "own format, dtypes and opset)").at(src)
     if not _same_format(src, dst, src_format, dst_format):
-        raise LstmConvertError(f"{src}: in-place widening writes the source's own format; give DST the same "
-                               "extension as SRC")
+        raise LstmConvertError("in-place widening writes the source's own format; give DST the same "
+                               "extension as SRC").at(src)
     result = widen_in_place(src, dst, format=src_format, lstm=lstms, consumers=consumers, backward=backward,
                             merge=merge, preserve=preserve, seed=seed, force=force)
     if as_json:

@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from ...capabilities import capabilities
 from ...errors import UnsupportedError
 from ...model import Activation
 
@@ -23,9 +24,6 @@ ELU_ALPHA = 1.0
 # Keras 3 (relu6(x + 3) / 6). The file's Keras version decides which one a config means.
 HARD_SIGMOID_KERAS2 = (0.2, 0.5)
 HARD_SIGMOID_KERAS3 = (1.0 / 6.0, 0.5)
-
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
-
 
 def activation_name(value: object, where: str) -> str:
     """The Keras function name of a config activation: a string or a serialized function dict."""
@@ -106,7 +104,7 @@ def policy_name(config: dict, where: str) -> Optional[str]:
             "which lstmconvert cannot carry exactly (one dtype per layer); rebuild the model under the "
             "'float32' policy, copy the weights over (set_weights(get_weights())) and save that"
         )
-    if name not in FLOAT_DTYPES:
+    if name not in capabilities("keras").dtypes:
         raise UnsupportedError(f"{where}: dtype {name!r} is not a floating-point type lstmconvert carries")
     return name
 

@@ -35,7 +35,7 @@ def _h5py():
     return require("h5py", "keras", "reading Keras files")
 
 
-def read_dataset(dataset, where: str, path: Path, declared: Optional[str] = None) -> np.ndarray:
+def read_dataset(dataset, where: str, *, declared: Optional[str] = None) -> np.ndarray:
     """A dataset as numpy, mapping Keras's opaque bfloat16 storage to ml_dtypes.bfloat16.
 
     HDF5 has no bfloat16: the .keras saver tags such datasets with ``dtype='bfloat16'``; the legacy
@@ -44,17 +44,17 @@ def read_dataset(dataset, where: str, path: Path, declared: Optional[str] = None
     try:
         array = dataset[()]
     except OSError as exc:  # truncated or corrupted storage
-        raise ReadError(path, f"{where} cannot be read; the file is damaged ({_first_line(exc)})") from exc
+        raise ReadError(f"{where} cannot be read; the file is damaged ({_first_line(exc)})") from exc
     if not isinstance(array, np.ndarray):
         array = np.asarray(array)
     tagged = _text(dataset.attrs["dtype"]) if "dtype" in dataset.attrs else None
     if tagged == "bfloat16" or (array.dtype.kind == "V" and declared == "bfloat16"):
         ml_dtypes = require("ml_dtypes", "keras", "reading bfloat16 Keras weights")
         if array.dtype.itemsize != 2:
-            raise ReadError(path, f"{where} is tagged bfloat16 but holds {array.dtype.itemsize}-byte values")
+            raise ReadError(f"{where} is tagged bfloat16 but holds {array.dtype.itemsize}-byte values")
         return array.view(ml_dtypes.bfloat16)
     if array.dtype.kind not in "fiu":
-        raise ReadError(path, f"{where} holds {array.dtype} data, not numbers")
+        raise ReadError(f"{where} holds {array.dtype} data, not numbers")
     return array
 
 
@@ -100,7 +100,7 @@ class KerasArchive(KerasFile):
         if not zipfile.is_zipfile(path):
             with open(path, "rb") as handle:
                 zipped = handle.read(2) == b"PK"
-            raise ReadError(path, "a damaged or truncated .keras archive (its zip directory is missing)" if zipped
+            raise ReadError("a damaged or truncated .keras archive (its zip directory is missing)" if zipped
                             else "not a zip archive (a .keras file is a zip with config.json and weights)")
         try:
             self._open()
@@ -114,7 +114,7 @@ class KerasArchive(KerasFile):
             self._zip = zipfile.ZipFile(path)
             names = set(self._zip.namelist())
             if "config.json" not in names:
-                raise ReadError(path, "the archive has no config.json; not a Keras model archive")
+                raise ReadError("the archive has no config.json; not a Keras model archive")
             self.config = self._json("config.json")
             if "metadata.json" in names:
                 self.keras_version = self._json("metadata.json").get("keras_version")
@@ -123,21 +123,21 @@ class KerasArchive(KerasFile):
                 self._h5 = _h5py().File(self._member, "r")
             elif "model.weights.npz" in names:
                 raise UnsupportedError(
-                    f"{path}: weights are stored as model.weights.npz, which holds pickled Keras objects; "
+                    "weights are stored as model.weights.npz, which holds pickled Keras objects; "
                     "lstmconvert never unpickles a file (save with the default weights_format='h5')"
                 )
             else:
-                raise ReadError(path, "the archive has no model.weights.h5")
+                raise ReadError("the archive has no model.weights.h5")
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise ReadError(path, f"damaged .keras archive ({exc})") from exc
+            raise ReadError(f"damaged .keras archive ({exc})") from exc
 
     def _json(self, member: str) -> dict:
         try:
             value = json.loads(self._zip.read(member))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise ReadError(self.path, f"{member} is not valid JSON ({exc})") from exc
+            raise ReadError(f"{member} is not valid JSON ({exc})") from exc
         if not isinstance(value, dict):
-            raise ReadError(self.path, f"{member} is not a JSON object")
+            raise ReadError(f"{member} is not a JSON object")
         return value
 
     def vars(self, group_path: str, where: str, declared: Optional[str] = None) -> list:
@@ -145,11 +145,11 @@ class KerasArchive(KerasFile):
         full = f"{group_path}/vars" if group_path else "vars"
         group = self._h5.get(full)
         if group is None:
-            raise ReadError(self.path, f"{where}: model.weights.h5 has no group {full}")
+            raise ReadError(f"{where}: model.weights.h5 has no group {full}")
         keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
         if any(not k.isdigit() for k in keys) or [int(k) for k in keys] != list(range(len(keys))):
-            raise ReadError(self.path, f"{where}: unexpected entries {list(group.keys())} in {full}")
-        return [read_dataset(group[k], f"{where} ({full}/{k})", self.path, declared) for k in keys]
+            raise ReadError(f"{where}: unexpected entries {list(group.keys())} in {full}")
+        return [read_dataset(group[k], f"{where} ({full}/{k})", declared=declared) for k in keys]
 
     def saved_name(self, group_path: str) -> Optional[str]:
         """The layer name recent Keras 3 releases write beside a ``vars`` group (older files have none)."""
@@ -176,27 +176,27 @@ class LegacyH5(KerasFile):
         try:
             self._h5 = h5py.File(path, "r")
         except OSError as exc:
-            raise ReadError(path, f"not a readable HDF5 file ({_first_line(exc)})") from exc
+            raise ReadError(f"not a readable HDF5 file ({_first_line(exc)})") from exc
         try:
             attrs = self._h5.attrs
             if "model_config" not in attrs:
                 if "layer_names" in attrs or "layers" in self._h5 or "vars" in self._h5:
                     raise ReadError(
-                        path, "a weights-only file (written by save_weights) holds no model architecture; "
+                        "a weights-only file (written by save_weights) holds no model architecture; "
                         "convert a whole-model file instead, written by model.save('model.keras') or "
                         "model.save('model.h5')"
                     )
-                raise ReadError(path, "no model_config attribute; not a Keras full-model HDF5 file")
+                raise ReadError("no model_config attribute; not a Keras full-model HDF5 file")
             try:
                 self.config = json.loads(_text(attrs["model_config"]))
             except ValueError as exc:
-                raise ReadError(path, f"model_config is not valid JSON ({exc})") from exc
+                raise ReadError(f"model_config is not valid JSON ({exc})") from exc
             if "keras_version" in attrs:
                 self.keras_version = _text(attrs["keras_version"])
             self.backend = _text(attrs["backend"]) if "backend" in attrs else None
             self._weights = self._h5.get("model_weights")
             if self._weights is None:
-                raise ReadError(path, "no model_weights group; the file holds no weights")
+                raise ReadError("no model_weights group; the file holds no weights")
         except BaseException:
             self._h5.close()
             raise
@@ -205,7 +205,7 @@ class LegacyH5(KerasFile):
         """The ``weight_names`` of a top-level layer's group, in Keras's loading order."""
         group = self._weights.get(layer_name)
         if group is None or not hasattr(group, "attrs"):
-            raise ReadError(self.path, f"{where}: the file has no weights group model_weights/{layer_name} "
+            raise ReadError(f"{where}: the file has no weights group model_weights/{layer_name} "
                             "(a save that failed halfway leaves such files)")
         return split_attribute(group.attrs, "weight_names")
 
@@ -213,8 +213,8 @@ class LegacyH5(KerasFile):
         """One listed weight of a top-level layer's group."""
         dataset = self._weights[layer_name].get(name)
         if dataset is None:
-            raise ReadError(self.path, f"{where}: weight {name} is listed but missing")
-        return read_dataset(dataset, f"{where} ({name})", self.path, declared)
+            raise ReadError(f"{where}: weight {name} is listed but missing")
+        return read_dataset(dataset, f"{where} ({name})", declared=declared)
 
     def close(self) -> None:
         self._h5.close()

@@ -40,7 +40,7 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     if dst.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise LstmConvertError(f"{dst.name}: a Keras file name must end in .keras, .h5 or .hdf5")
     if request.consumers:
-        raise UnsupportedError(f"{src}: --consumer names the readers of a PyTorch state_dict; a Keras file's graph "
+        raise UnsupportedError(f"--consumer names the readers of a PyTorch state_dict; a Keras file's graph "
                                "tells its consumers itself")
     source = _Source(src)
     plan = plan_edit(source.config, source, request, str(src))
@@ -99,7 +99,7 @@ class _Source:
             refuse_code(raw, str(path))
             self.legacy = self.major is None or self.major < 3
             if self.legacy and self.kind == "keras":
-                raise UnsupportedError(f"{path}: a .keras archive written by tf.keras; Keras 3 cannot load its "
+                raise UnsupportedError(f"a .keras archive written by tf.keras; Keras 3 cannot load its "
                                        "weights. Save the model as .h5 with tf.keras and widen that")
             self.config = for_keras3(raw, str(path)) if self.legacy else raw
             self._h5 = {}

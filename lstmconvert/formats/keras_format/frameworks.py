@@ -33,13 +33,13 @@ def import_keras():
         raise MissingDependencyError(missing, "keras", "writing and running Keras files") from exc
 
 
-def import_tf_keras(path: object):
+def import_tf_keras():
     """tf_keras (Keras 2 on TensorFlow), which runs files written by tf.keras / Keras 2."""
     try:
         return _quiet_import("tf_keras")
     except ImportError as exc:
         raise MissingDependencyError(
-            "tf_keras", "keras", f"running {path} (written by tf.keras / Keras 2, which Keras 3 cannot load)"
+            "tf_keras", "keras", "running a file written by tf.keras / Keras 2 (which Keras 3 cannot load)"
         ) from exc
 
 

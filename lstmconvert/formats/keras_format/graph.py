@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional
 
 from ...errors import OutsideNeutralShapeError, ReadError, UnsupportedError
@@ -69,29 +68,29 @@ def to_snake_case(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def layer_chain(model_config: dict, path: Path) -> LayerChain:
+def layer_chain(model_config: dict) -> LayerChain:
     """Reduce a serialized model (``{"class_name", "config"}``) to a LayerChain."""
     if not isinstance(model_config, dict) or "class_name" not in model_config:
-        raise ReadError(path, "the model config has no class_name; not a Keras model config")
+        raise ReadError("the model config has no class_name; not a Keras model config")
     cls = model_config["class_name"]
     config = model_config.get("config")
     if cls == "Sequential":
-        chain = _sequential(config, path)
+        chain = _sequential(config)
     elif cls in ("Functional", "Model") and isinstance(config, dict) and "input_layers" in config:
-        chain = _functional(config, path)
+        chain = _functional(config)
     else:
         raise UnsupportedError(
-            f"{path}: model class {cls!r} is not supported; lstmconvert reads Sequential models and "
+            f"model class {cls!r} is not supported; lstmconvert reads Sequential models and "
             "Functional models that are a single chain of layers"
         )
-    chain.layers = _flatten_nested(chain.layers, path)
+    chain.layers = _flatten_nested(chain.layers)
     return chain
 
 
-def _entries(config: object, path: Path) -> list:
+def _entries(config: object) -> list:
     layers = config.get("layers") if isinstance(config, dict) else config  # Keras 2.2 stored a bare list
     if not isinstance(layers, list) or not all(isinstance(e, dict) and "class_name" in e for e in layers):
-        raise ReadError(path, "the model config has no readable list of layers")
+        raise ReadError("the model config has no readable list of layers")
     return layers
 
 
@@ -100,8 +99,8 @@ def _name(entry: dict) -> str:
     return str(entry.get("name") or config.get("name") or entry["class_name"])
 
 
-def _sequential(config: object, path: Path) -> LayerChain:
-    entries = _entries(config, path)
+def _sequential(config: object) -> LayerChain:
+    entries = _entries(config)
     specs = [LayerSpec(_name(e), e["class_name"], e.get("config") or {}) for e in entries]
     # Sequential.layers leaves out a leading InputLayer, and weight groups follow model.layers.
     named = specs[1:] if specs and specs[0].class_name == "InputLayer" else specs
@@ -110,23 +109,23 @@ def _sequential(config: object, path: Path) -> LayerChain:
     return LayerChain(model_name, specs)
 
 
-def _functional(config: dict, path: Path) -> LayerChain:
+def _functional(config: dict) -> LayerChain:
     nodes = {}
     order = []
     explicit = False
-    for entry in _entries(config, path):
+    for entry in _entries(config):
         name = _name(entry)
-        calls, style = _calls(entry.get("inbound_nodes", []), name, path)
+        calls, style = _calls(entry.get("inbound_nodes", []), name)
         explicit = explicit or style == "keras3"
         if name in nodes:
-            raise ReadError(path, f"two layers are named {name!r}")
+            raise ReadError(f"two layers are named {name!r}")
         nodes[name] = _Node(name, entry["class_name"], entry.get("config") or {}, str(entry.get("module") or ""), calls)
         order.append(name)
-    source = _single_endpoint(config.get("input_layers"), "input", path)
-    sink = _single_endpoint(config.get("output_layers"), "output", path)
+    source = _single_endpoint(config.get("input_layers"), "input")
+    sink = _single_endpoint(config.get("output_layers"), "output")
     for name in (source, sink):
         if name not in nodes:
-            raise ReadError(path, f"the config names {name!r} as an endpoint but has no such layer")
+            raise ReadError(f"the config names {name!r} as an endpoint but has no such layer")
 
     # Walk back from the output along each node's single tensor input.
     chain = []
@@ -135,37 +134,37 @@ def _functional(config: dict, path: Path) -> LayerChain:
     while True:
         node = nodes[current]
         if current in seen:
-            raise ReadError(path, f"the layer graph has a cycle through {current!r}")
+            raise ReadError(f"the layer graph has a cycle through {current!r}")
         seen.add(current)
         chain.append(node)
         if node.class_name == "InputLayer":
             break
         if len(node.calls) != 1:
             raise OutsideNeutralShapeError(
-                f"{path}: layer '{node.name}' ({node.class_name}) is called {len(node.calls)} times; "
+                f"layer '{node.name}' ({node.class_name}) is called {len(node.calls)} times; "
                 "shared layers are not supported", f"{node.class_name} '{node.name}'"
             )
         tensors, _, _ = node.calls[0]
         if len(tensors) != 1:
             raise OutsideNeutralShapeError(
-                f"{path}: layer '{node.name}' ({node.class_name}) takes {len(tensors)} inputs; only a "
+                f"layer '{node.name}' ({node.class_name}) takes {len(tensors)} inputs; only a "
                 "single chain of layers is supported (no branches or merges)", f"{node.class_name} '{node.name}'"
             )
         current = tensors[0][0]
         if current not in nodes:
-            raise ReadError(path, f"layer '{node.name}' reads from unknown layer {current!r}")
+            raise ReadError(f"layer '{node.name}' reads from unknown layer {current!r}")
     chain.reverse()
     if chain[0].name != source:
-        raise OutsideNeutralShapeError(f"{path}: the output does not depend on the model input {source!r} alone",
+        raise OutsideNeutralShapeError(f"the output does not depend on the model input {source!r} alone",
                                        f"input '{source}' and others")
 
     on_chain = {n.name for n in chain}
-    masks = _mask_sources(nodes, chain, on_chain, path)
+    masks = _mask_sources(nodes, chain, on_chain)
     specs = []
     for node in chain:
         constants, kwargs = (node.calls[0][1], node.calls[0][2]) if node.calls else ([], {})
         spec = LayerSpec(node.name, node.class_name, node.config, args=constants, explicit_mask=explicit)
-        spec.mask_kwarg = _call_kwargs(node, kwargs, masks, path)
+        spec.mask_kwarg = _call_kwargs(node, kwargs, masks)
         specs.append(spec)
     # Weight groups follow model.layers: every Layer of the config in order (operations excluded).
     by_name = {s.name: s for s in specs}
@@ -177,10 +176,10 @@ def _functional(config: dict, path: Path) -> LayerChain:
     return LayerChain(str(config.get("name", "functional")), specs)
 
 
-def _calls(inbound: object, name: str, path: Path) -> tuple:
+def _calls(inbound: object, name: str) -> tuple:
     """Normalize ``inbound_nodes`` of both the Keras 3 and the tf.keras / Keras 2 config styles."""
     if not isinstance(inbound, list):
-        raise ReadError(path, f"layer {name!r} has unreadable inbound_nodes")
+        raise ReadError(f"layer {name!r} has unreadable inbound_nodes")
     calls = []
     style = None
     for node in inbound:
@@ -201,13 +200,13 @@ def _calls(inbound: object, name: str, path: Path) -> tuple:
             tensors, kwargs = [], {}
             for ref in node:
                 if not isinstance(ref, list) or len(ref) < 3:
-                    raise ReadError(path, f"layer {name!r} has an unreadable inbound node {ref!r}")
+                    raise ReadError(f"layer {name!r} has an unreadable inbound node {ref!r}")
                 tensors.append((str(ref[0]), ref[1], ref[2]))
                 if len(ref) > 3 and isinstance(ref[3], dict):
                     kwargs.update(ref[3])
             calls.append((tensors, [], kwargs))
         else:
-            raise ReadError(path, f"layer {name!r} has an unreadable inbound node")
+            raise ReadError(f"layer {name!r} has an unreadable inbound node")
     return calls, style
 
 
@@ -219,14 +218,14 @@ def _tensor_ref(value: object) -> Optional[tuple]:
     return None
 
 
-def _single_endpoint(value: object, what: str, path: Path) -> str:
+def _single_endpoint(value: object, what: str) -> str:
     """``input_layers`` / ``output_layers``: ``[name, 0, 0]`` or ``[[name, 0, 0]]``; exactly one."""
     if isinstance(value, list) and value and isinstance(value[0], str):
         value = [value]
     if not isinstance(value, list) or not value:
-        raise ReadError(path, f"the model config names no {what}")
+        raise ReadError(f"the model config names no {what}")
     if len(value) != 1:
-        raise OutsideNeutralShapeError(f"{path}: the model has {len(value)} {what}s; only one is supported",
+        raise OutsideNeutralShapeError(f"the model has {len(value)} {what}s; only one is supported",
                                        f"{len(value)} {what}s")
     return str(value[0][0])
 
@@ -235,7 +234,7 @@ def _is_operation(node: _Node) -> bool:
     return node.class_name in OPERATION_CLASSES or ".ops." in f".{node.module}."
 
 
-def _mask_sources(nodes: dict, chain: list, on_chain: set, path: Path) -> dict:
+def _mask_sources(nodes: dict, chain: list, on_chain: set) -> dict:
     """Check every node off the chain is a recognised mask computation; map it to its source.
 
     Returns {node name: "embedding" | "masking"}.
@@ -270,15 +269,15 @@ def _mask_sources(nodes: dict, chain: list, on_chain: set, path: Path) -> dict:
         if kind is None:
             node = nodes[name]
             raise OutsideNeutralShapeError(
-                f"{path}: layer '{name}' ({node.class_name}) is off the single path from input to output; "
+                f"layer '{name}' ({node.class_name}) is off the single path from input to output; "
                 "branches are not supported", f"{node.class_name} '{name}'"
             )
     return {name: kind for name, kind in sources.items() if kind in ("embedding", "masking")}
 
 
-def _call_kwargs(node: _Node, kwargs: dict, masks: dict, path: Path) -> Optional[str]:
+def _call_kwargs(node: _Node, kwargs: dict, masks: dict) -> Optional[str]:
     """Allow only ``training`` (False/None) and a recognised ``mask`` as call arguments."""
-    where = f"{path}: layer '{node.name}' ({node.class_name})"
+    where = f"layer '{node.name}' ({node.class_name})"
     mask = None
     for key, value in kwargs.items():
         if key == "training":
@@ -309,7 +308,7 @@ def _assign_store_paths(specs: list) -> None:
             spec.store_path = f"layers/{base}"
 
 
-def _flatten_nested(specs: list, path: Path) -> list:
+def _flatten_nested(specs: list) -> list:
     """Replace each model used as a layer by its own chain of layers (recursively).
 
     Weights stay where Keras put them: in a .keras archive under the nested model's group
@@ -324,10 +323,10 @@ def _flatten_nested(specs: list, path: Path) -> list:
             out.append(spec)
             continue
         try:
-            inner = layer_chain({"class_name": spec.class_name, "config": spec.config}, path)
+            inner = layer_chain({"class_name": spec.class_name, "config": spec.config})
         except (ReadError, UnsupportedError) as exc:
-            problem = (f"{path}: {spec.where()} is a model used as a layer and cannot be flattened into the chain: "
-                       f"{str(exc).removeprefix(f'{path}: ')}")
+            problem = (f"{spec.where()} is a model used as a layer and cannot be flattened into the chain: "
+                       f"{exc.problem}")
             if isinstance(exc, OutsideNeutralShapeError):
                 raise OutsideNeutralShapeError(problem, exc.layer) from exc
             raise UnsupportedError(problem) from exc
@@ -338,7 +337,7 @@ def _flatten_nested(specs: list, path: Path) -> list:
             if child.explicit_mask:
                 if received is not None:
                     raise UnsupportedError(
-                        f"{path}: {spec.where()} is a Functional model given a mask, and Keras does not pass "
+                        f"{spec.where()} is a Functional model given a mask, and Keras does not pass "
                         "it on to its layers (they run over the padding); only a nested Sequential model does"
                     )
             else:  # Sequential: the mask flows through, replaced by the child's own if it makes one

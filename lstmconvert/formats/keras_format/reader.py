@@ -33,13 +33,13 @@ NO_OP_CLASSES = (
 def read(path: Path, hints: ReadHints) -> SequenceModel:
     """Read a ``.keras`` archive or a full-model ``.h5`` (Keras 3, tf.keras 2, Keras 2)."""
     if hints.batch_first is False:
-        raise UnsupportedError(f"{path}: Keras models are batch-first; --seq-first does not apply")
+        raise UnsupportedError("Keras models are batch-first; --seq-first does not apply")
     with open_keras_file(path) as handle:
-        chain = layer_chain(handle.config, path)
-        model = _ChainReader(handle, chain, path).read()
+        chain = layer_chain(handle.config)
+        model = _ChainReader(handle, chain).read()
     if hints.readout is not None and hints.readout != model.readout:
         raise UnsupportedError(
-            f"{path}: the file's last LSTM gives readout {model.readout!r}; --readout {hints.readout} "
+            f"the file's last LSTM gives readout {model.readout!r}; --readout {hints.readout} "
             "does not apply to Keras files"
         )
     return model
@@ -48,10 +48,9 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
 class _ChainReader:
     """Walks the layer chain once, filling the neutral model's parts in order."""
 
-    def __init__(self, handle: KerasFile, chain: LayerChain, path: Path) -> None:
+    def __init__(self, handle: KerasFile, chain: LayerChain) -> None:
         self.file = handle
         self.chain = chain
-        self.path = path
         self.embedding: Optional[Embedding] = None
         self.masking: Optional[str] = None  # "embedding" or "masking": where the mask comes from
         self.mask_value = 0.0
@@ -68,7 +67,7 @@ class _ChainReader:
         for spec in self.chain.layers:
             self._layer(spec)
         if not self.layers:
-            raise ReadError(self.path, "no LSTM layer in the model")
+            raise ReadError("no LSTM layer in the model")
         self._check_nested_weights_all_read()
         return SequenceModel(
             layers=self.layers,
@@ -112,18 +111,13 @@ class _ChainReader:
                 spec, "is not supported; lstmconvert reads [Embedding | Masking] -> LSTM / "
                 "Bidirectional(LSTM) -> Dense models", outside=True
             )
-        try:
-            handler(spec)
-        except UnsupportedError as exc:  # name the file in refusals raised by the shared helpers
-            if str(self.path) in str(exc):
-                raise
-            raise UnsupportedError(f"{self.path}: {exc}") from exc
+        handler(spec)
 
     def _unsupported(self, spec: LayerSpec, problem: str, outside: bool = False) -> UnsupportedError:
         """``outside``: the layer is one in-place widening (``edit``) can keep, outside the neutral shape."""
         if outside:
-            return OutsideNeutralShapeError(f"{self.path}: {spec.where()} {problem}", f"{spec.class_name} '{spec.name}'")
-        return UnsupportedError(f"{self.path}: {spec.where()} {problem}")
+            return OutsideNeutralShapeError(f"{spec.where()} {problem}", f"{spec.class_name} '{spec.name}'")
+        return UnsupportedError(f"{spec.where()} {problem}")
 
     # -- input side ----------------------------------------------------------------------------
     def _input(self, spec: LayerSpec) -> None:
@@ -142,7 +136,7 @@ class _ChainReader:
         (weight,) = self._weights(spec, [("", ["embeddings"])], dtype)
         shape = (cfg.get("input_dim"), cfg.get("output_dim"))
         if weight.ndim != 2 or (None not in shape and weight.shape != shape):
-            raise ReadError(self.path, f"{self._where(spec)}: embeddings are {weight.shape}, config says {shape}")
+            raise ReadError(f"{self._where(spec)}: embeddings are {weight.shape}, config says {shape}")
         self._check_dtype(spec, dtype, [weight])
         self.embedding = Embedding(weight=weight)
         self.names["embedding"] = spec.name
@@ -172,7 +166,7 @@ class _ChainReader:
         """The layer's LSTM description, its options checked; refuse what is no LSTM."""
         rc = recurrent_config(class_name, config, where)
         if rc is None:
-            raise UnsupportedError(f"{self.path}: {spec.where()} wraps a {class_name}; only LSTM is supported")
+            raise UnsupportedError(f"{spec.where()} wraps a {class_name}; only LSTM is supported")
         _check_lstm_options(rc.config, where)
         if rc.kind == "CuDNNLSTM" and self.masking:
             raise self._unsupported(spec, "is a CuDNNLSTM in a masked model; cuDNN layers take no mask")
@@ -232,7 +226,7 @@ class _ChainReader:
         """The LSTM a Bidirectional wraps (``layer`` or ``backward_layer``); refuse any other layer."""
         entry = spec.config.get(key)
         if not isinstance(entry, dict) or "class_name" not in entry:
-            raise ReadError(self.path, f"{spec.where()} has no readable {key!r} config")
+            raise ReadError(f"{spec.where()} has no readable {key!r} config")
         config = dict(entry.get("config") or {})
         return self._recurrent(spec, entry["class_name"], config, f"{self._where(spec)} ({config.get('name', key)})")
 
@@ -259,7 +253,7 @@ class _ChainReader:
         expect = expected_shapes(rc.kind, kernel.shape[0] if kernel.ndim == 2 else -1, hidden)
         for name, array in zip(rc.weight_names, arrays):
             if array.shape != expect[name] or (units is not None and hidden != units):
-                raise ReadError(self.path, f"{where}: {name} is {array.shape}, expected {expect[name]} for units={units}")
+                raise ReadError(f"{where}: {name} is {array.shape}, expected {expect[name]} for units={units}")
         self._check_dtype(spec, dtype, arrays)
         major = self.file.keras_major
         cell = read_activation(cfg.get("activation", "tanh"), major, f"{where} activation")
@@ -283,7 +277,7 @@ class _ChainReader:
         units = cfg.get("units")
         if kernel.ndim != 2 or (units is not None and kernel.shape[1] != units) or (
                 bias is not None and bias.shape != (kernel.shape[1],)):
-            raise ReadError(self.path, f"{where}: kernel {kernel.shape} / bias {getattr(bias, 'shape', None)} do not fit units={units}")
+            raise ReadError(f"{where}: kernel {kernel.shape} / bias {getattr(bias, 'shape', None)} do not fit units={units}")
         self._check_dtype(spec, dtype, arrays)
         activation = activation_name(cfg.get("activation", "linear"), f"{where} activation")
         if activation not in HEAD_ACTIVATIONS:
@@ -353,18 +347,18 @@ class _ChainReader:
         if isinstance(self.file, KerasArchive):
             saved = self.file.saved_name(spec.store_path)
             if saved is not None and saved != spec.name:
-                raise ReadError(self.path, f"{where}: weights group {spec.store_path} belongs to layer {saved!r}")
+                raise ReadError(f"{where}: weights group {spec.store_path} belongs to layer {saved!r}")
             arrays = []
             for part, names in parts:
                 group = f"{spec.store_path}/{part}" if part else spec.store_path
                 found = self.file.vars(group, where, dtype)
                 if len(found) != len(names):
                     raise ReadError(
-                        self.path, f"{where}: {group} holds {len(found)} variables, expected {len(names)} ({', '.join(names)})"
+                        f"{where}: {group} holds {len(found)} variables, expected {len(names)} ({', '.join(names)})"
                     )
                 arrays.extend(found)
             if any(part for part, _ in parts) and self.file.vars(spec.store_path, where):
-                raise ReadError(self.path, f"{where}: unexpected variables in {spec.store_path}/vars")
+                raise ReadError(f"{where}: unexpected variables in {spec.store_path}/vars")
             return arrays
         expected = [n for _, names in parts for n in names]
         group = spec.h5_group or spec.name
@@ -375,7 +369,7 @@ class _ChainReader:
             mine = self._claim_nested(spec, listed, where)
         stored = [_base_name(listed[i]) for i in mine]
         if stored != expected:
-            raise ReadError(self.path, f"{where}: stored weights {stored}, expected {expected}")
+            raise ReadError(f"{where}: stored weights {stored}, expected {expected}")
         return [self.file.weight(group, listed[i], where, dtype) for i in mine]
 
     def _claim_nested(self, spec: LayerSpec, listed: list, where: str) -> list:
@@ -389,7 +383,7 @@ class _ChainReader:
         mine = [i for i, name in enumerate(listed) if f"/{spec.name}/" in f"/{name}"]
         claimed = self.claimed.setdefault(group, set())
         if claimed.intersection(mine):
-            raise ReadError(self.path, f"{where}: weights of model_weights/{group} match more than one layer by name")
+            raise ReadError(f"{where}: weights of model_weights/{group} match more than one layer by name")
         claimed.update(mine)
         return mine
 
@@ -398,12 +392,12 @@ class _ChainReader:
             listed = self.file.weight_names(group, f"model '{group}'")
             left = [name for i, name in enumerate(listed) if i not in claimed]
             if left:
-                raise ReadError(self.path, f"model_weights/{group} holds weights of no layer read: {', '.join(left[:3])}")
+                raise ReadError(f"model_weights/{group} holds weights of no layer read: {', '.join(left[:3])}")
 
     def _check_dtype(self, spec: LayerSpec, dtype: Optional[str], arrays: list) -> None:
         kinds = {str(a.dtype) for a in arrays}
         if len(kinds) != 1 or (dtype is not None and kinds != {dtype}):
-            raise ReadError(self.path, f"{self._where(spec)}: weights stored as {sorted(kinds)} but the layer dtype is {dtype}")
+            raise ReadError(f"{self._where(spec)}: weights stored as {sorted(kinds)} but the layer dtype is {dtype}")
 
     def _refuse_extras(self, spec: LayerSpec, cfg: Optional[dict] = None) -> None:
         cfg = spec.config if cfg is None else cfg

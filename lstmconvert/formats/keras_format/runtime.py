@@ -26,7 +26,7 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     except Exception as exc:
         if not gpu_only:
             raise
-        raise LstmConvertError(f"{path}: Keras cannot run this file here ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
+        raise LstmConvertError(f"Keras cannot run this file here ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
     return np.asarray(outputs)
 
 
@@ -35,13 +35,13 @@ def load_file(path: Path, gpu_only: Optional[list] = None):
     with open_keras_file(path) as handle:
         major = handle.keras_major
     if major is not None and major < 3:
-        load_model = import_tf_keras(path).models.load_model
+        load_model = import_tf_keras().models.load_model
     else:
         load_model = import_keras().saving.load_model
     try:
         return load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:  # Keras's own loader refusing the file: say so on one line
-        raise LstmConvertError(f"{path}: Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
+        raise LstmConvertError(f"Keras cannot load this file ({_one_line(exc)}){_gpu_note(gpu_only)}") from exc
 
 
 def _gpu_note(gpu_only: Optional[list]) -> str:

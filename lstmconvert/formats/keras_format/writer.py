@@ -17,10 +17,11 @@ from typing import Optional
 
 import numpy as np
 
+from ...capabilities import capabilities, check_carries
 from ...errors import UnsupportedError, WriteError
 from ...model import LSTMDirection, LSTMLayer, SequenceModel
 from ...options import WriteOptions
-from .config import FLOAT_DTYPES, keras3_activation
+from .config import keras3_activation
 from .frameworks import import_keras
 
 
@@ -32,23 +33,20 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
     """Save ``model`` with Keras 3: ``.keras`` archive, or legacy HDF5 for ``.h5`` / ``.hdf5``."""
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".hdf5"):
-        raise WriteError(path, "a Keras file name must end in .keras, .h5 or .hdf5")
-    try:
-        check_writable(model)
-    except UnsupportedError as exc:  # name the file, as api.save expects of a writer's refusal
-        raise UnsupportedError(f"{path.name}: {exc}") from exc
+        raise WriteError("a Keras file name must end in .keras, .h5 or .hdf5")
+    check_writable(model)
     if suffix != ".keras" and any(str(a.dtype) == "bfloat16" for a in model.arrays().values()):
         raise UnsupportedError(
-            f"{path.name}: Keras 3 cannot reload bfloat16 weights from HDF5 (its legacy loader has no "
+            "Keras 3 cannot reload bfloat16 weights from HDF5 (its legacy loader has no "
             "bfloat16 cast); write .keras instead"
         )
     if suffix != ".keras" and _needs_flip(model):
         raise UnsupportedError(
-            f"{path.name}: a backward-only layer with output in time order needs a flip operation, which "
+            "a backward-only layer with output in time order needs a flip operation, which "
             "Keras 3 cannot reload from HDF5; write .keras instead"
         )
     keras_model = build_keras_model(model)
-    if not model.batch_first:
+    if not model.batch_first and not capabilities("keras").time_major:
         warnings.warn(
             f"{path.name}: Keras models are batch-major, so this file takes (batch, time, ...) input where "
             "the source took (time, batch, ...); the computation is unchanged",
@@ -59,28 +57,17 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
 
 
 def check_writable(model: SequenceModel) -> None:
-    """Refuse, before importing Keras, what a Keras 3 LSTM cannot compute exactly."""
-    dtype = str(model.dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise UnsupportedError(f"Keras layers cannot hold {dtype} weights")
+    """Refuse, before importing Keras, what a Keras 3 LSTM cannot compute exactly.
+
+    What no Keras LSTM carries is refused by ``capabilities``; here, what Keras's own encoding adds:
+    activations it has a name for, and backward-only layers around a mask.
+    """
+    check_carries(model, "keras")
     for k, layer in enumerate(model.layers):
         where = f"layer {k}"
-        if layer.proj_size:
-            raise UnsupportedError(f"{where}: Keras LSTM has no projection (proj_size={layer.proj_size})")
-        if layer.clip is not None:
-            raise UnsupportedError(f"{where}: Keras LSTM has no cell clip (clip={layer.clip})")
-        if layer.input_forget:
-            raise UnsupportedError(f"{where}: Keras LSTM has no coupled input-forget gate (input_forget)")
         for d, direction in enumerate(layer.directions):
-            if direction.peephole is not None:
-                raise UnsupportedError(f"{where}: Keras LSTM has no peephole connections")
             for activation in direction.activations:
                 keras3_activation(activation, f"{where} direction {d}")
-            if direction.activations[1] != direction.activations[2]:
-                raise UnsupportedError(
-                    f"{where}: Keras uses one activation for the cell input and the cell output, "
-                    f"but this direction has {direction.activations[1]} and {direction.activations[2]}"
-                )
         sequences = _returns_sequences(model, k)
         if layer.reverse and layer.reversed_output and sequences and model.masked:
             raise UnsupportedError(

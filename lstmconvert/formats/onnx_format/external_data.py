@@ -34,10 +34,10 @@ def load_model(path: Path) -> onnx.ModelProto:
     try:
         model = onnx.load_model(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise ReadError(path, f"not an ONNX model (protobuf parse failed: {_first_line(exc)})") from exc
+        raise ReadError(f"not an ONNX model (protobuf parse failed: {_first_line(exc)})") from exc
     references = [_validate(path, tensor) for tensor in _external_tensors(model)]
     for ref in references:
-        _load(path, ref)
+        _load(ref)
     return model
 
 
@@ -82,39 +82,39 @@ def _validate(path: Path, tensor: TensorProto) -> _Reference:
     entries = {e.key: e.value for e in tensor.external_data}
     location = entries.get("location", "")
     if not location:
-        raise ReadError(path, f"{what} names no location")
+        raise ReadError(f"{what} names no location")
     file = _safe_location(path, location, what)
     size = file.stat().st_size
     try:
         offset = int(entries.get("offset", "0"))
         length = int(entries["length"]) if "length" in entries else size - offset
     except ValueError as exc:
-        raise ReadError(path, f"{what} has a non-integer offset or length") from exc
+        raise ReadError(f"{what} has a non-integer offset or length") from exc
     if offset < 0 or length < 0 or offset + length > size:
         raise ReadError(
-            path, f"{what} asks for bytes {offset}..{offset + length} of {location!r}, which has {size} bytes"
+            f"{what} asks for bytes {offset}..{offset + length} of {location!r}, which has {size} bytes"
         )
     needed = _byte_count(tensor)
     if needed is not None and length != needed:
-        raise ReadError(path, f"{what} holds {length} bytes but a tensor of shape {list(tensor.dims)} needs {needed}")
+        raise ReadError(f"{what} holds {length} bytes but a tensor of shape {list(tensor.dims)} needs {needed}")
     return _Reference(tensor, file, offset, length, entries.get("checksum", ""))
 
 
 def _safe_location(path: Path, location: str, what: str) -> Path:
     """The data file ``location`` names, refused unless it lies inside the model's folder."""
     if "\x00" in location:
-        raise ReadError(path, f"{what} location contains a NUL byte")
+        raise ReadError(f"{what} location contains a NUL byte")
     if PurePosixPath(location).is_absolute() or PureWindowsPath(location).is_absolute() \
             or PureWindowsPath(location).drive or location.startswith(("/", "\\")):
-        raise ReadError(path, f"{what} location {location!r} is an absolute path; only paths relative to the model are read")
+        raise ReadError(f"{what} location {location!r} is an absolute path; only paths relative to the model are read")
     if ".." in re.split(r"[\\/]", location):
-        raise ReadError(path, f"{what} location {location!r} leaves the model's folder")
+        raise ReadError(f"{what} location {location!r} leaves the model's folder")
     folder = path.parent.resolve()
     target = (folder / location).resolve()
     if not target.is_relative_to(folder):
-        raise ReadError(path, f"{what} location {location!r} resolves outside the model's folder (symlink?)")
+        raise ReadError(f"{what} location {location!r} resolves outside the model's folder (symlink?)")
     if not target.is_file():
-        raise ReadError(path, f"{what} file {location!r} is missing" if not target.exists()
+        raise ReadError(f"{what} file {location!r} is missing" if not target.exists()
                         else f"{what} location {location!r} is not a regular file")
     return target
 
@@ -139,14 +139,14 @@ def _byte_count(tensor: TensorProto) -> int | None:
 _PACKED_TYPES = {getattr(TensorProto, n) for n in ("INT4", "UINT4", "FLOAT4E2M1") if hasattr(TensorProto, n)}
 
 
-def _load(path: Path, ref: _Reference) -> None:
+def _load(ref: _Reference) -> None:
     with open(ref.file, "rb") as handle:
         handle.seek(ref.offset)
         data = handle.read(ref.length)
     if len(data) != ref.length:
-        raise ReadError(path, f"tensor {ref.tensor.name!r}: external data file ended early")
+        raise ReadError(f"tensor {ref.tensor.name!r}: external data file ended early")
     if ref.checksum and hashlib.sha1(data).hexdigest() != ref.checksum:
-        raise ReadError(path, f"tensor {ref.tensor.name!r}: external data does not match its checksum")
+        raise ReadError(f"tensor {ref.tensor.name!r}: external data does not match its checksum")
     ref.tensor.raw_data = data
     del ref.tensor.external_data[:]
     ref.tensor.data_location = TensorProto.DEFAULT

@@ -44,7 +44,7 @@ def run_graph(path: Path, inputs: dict) -> list:
     try:
         return [np.asarray(o) for o in session.run(None, dict(inputs))]
     except Exception as exc:
-        raise LstmConvertError(f"{path}: onnxruntime failed to run it: {_first_line(exc)}") from exc
+        raise LstmConvertError(f"onnxruntime failed to run it: {_first_line(exc)}").at(path) from exc
 
 
 def widened_outputs(path: Path) -> dict:

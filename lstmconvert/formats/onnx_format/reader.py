@@ -37,12 +37,12 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
     model = load_model(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
-        raise ReadError(path, "imports no default-domain opset, so it has no LSTM operator")
+        raise ReadError("imports no default-domain opset, so it has no LSTM operator")
     if model.functions:
         # Exporters may wrap layers in local functions; inlining exposes their nodes.
         model = onnx.inliner.inline_local_functions(model)
     if not any(node.op_type == "LSTM" and node.domain in ("", "ai.onnx") for node in model.graph.node):
-        raise ReadError(path, f"the graph has no LSTM node{_no_lstm_hint(model.graph)}")
+        raise ReadError(f"the graph has no LSTM node{_no_lstm_hint(model.graph)}")
     return GraphReader(GraphIndex(model.graph, opset, model)).read(hints)
 
 

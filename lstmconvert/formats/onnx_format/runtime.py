@@ -34,14 +34,14 @@ def run(path: Path, model: SequenceModel, inputs: np.ndarray) -> np.ndarray:
     output_name = (meta.get("output_names") or [inference.get_outputs()[0].name])[0]
     inputs = np.asarray(inputs)
     feed = {data_name: _to_layout(inputs, model.batch_first).astype(_numpy_type(declared[data_name].type))}
-    _check_fixed_axes(path, declared[data_name], feed[data_name].shape, model.batch_first)
+    _check_fixed_axes(declared[data_name], feed[data_name].shape, model.batch_first)
     lengths_input = meta.get("lengths_input")
     if lengths_input:
         feed[lengths_input] = _count_real_steps(inputs, model).astype(_numpy_type(declared[lengths_input].type))
     try:
         (output,) = inference.run([output_name], feed)
     except Exception as exc:
-        raise LstmConvertError(f"{path}: onnxruntime failed to run it: {_first_line(exc)}") from exc
+        raise LstmConvertError(f"onnxruntime failed to run it: {_first_line(exc)}") from exc
     if model.readout == "sequence" and not model.batch_first:
         output = np.swapaxes(output, 0, 1)
     return output
@@ -58,10 +58,10 @@ def _inference(onnxruntime, path: Path):
         return onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"],
                                             disabled_optimizers=_DISABLED_OPTIMIZERS)
     except Exception as exc:
-        raise LstmConvertError(f"{path}: onnxruntime cannot load it: {_first_line(exc)}") from exc
+        raise LstmConvertError(f"onnxruntime cannot load it: {_first_line(exc)}") from exc
 
 
-def _check_fixed_axes(path: Path, declared, shape: tuple, batch_first: bool) -> None:
+def _check_fixed_axes(declared, shape: tuple, batch_first: bool) -> None:
     """Exporters given no dynamic axes fix the example's batch size and length; say so plainly."""
     names = ("batch", "time") if batch_first else ("time", "batch")
     for axis, (name, size) in enumerate(zip(names, shape)):
@@ -69,7 +69,7 @@ def _check_fixed_axes(path: Path, declared, shape: tuple, batch_first: bool) -> 
         if isinstance(fixed, int) and fixed != size:
             option = "--batch" if name == "batch" else "--steps"
             raise LstmConvertError(
-                f"{path}: its input {declared.name!r} has a fixed {name} axis of size {fixed} (exported without dynamic "
+                f"its input {declared.name!r} has a fixed {name} axis of size {fixed} (exported without dynamic "
                 f"axes), so it cannot run on size {size}; lstmconvert verify {option} {fixed} tests it at that size"
             )
 

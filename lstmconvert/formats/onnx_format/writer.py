@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from ...errors import UnsupportedError, WriteError
+from ...capabilities import check_carries
+from ...errors import WriteError
 from ...gates import PEEPHOLE_TO_ONNX, TO_ONNX, permute_blocks
 from ...model import LSTMLayer, SequenceModel
 from ...options import WriteOptions
@@ -27,9 +28,6 @@ from .opsets import ir_version_for, resolve_opset
 # beside the model (the margin leaves room for the graph itself).
 EXTERNAL_DATA_THRESHOLD = 2**31 - 2**27
 _INT64_MIN = np.iinfo(np.int64).min
-_FLOAT_TYPES = ("float16", "float32", "float64", "bfloat16")
-# Valid ONNX, but onnxruntime (1.32, CPU) has no LSTM kernel for them: a written file must run there.
-_NOT_RUNNABLE = ("float64", "bfloat16")
 
 
 def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
@@ -44,18 +42,18 @@ def write_model(model: SequenceModel, path: Path, options: WriteOptions,
     # The graph is built without its large weights, which are written straight from the model's
     # arrays: a protobuf holding them costs several full copies (message, graph, model, bytes).
     proto, pending = build_graph(model, opset)
-    _check(path, lambda: onnx.checker.check_model(weight_stream.checkable(proto, pending), full_check=True))
+    _check(lambda: onnx.checker.check_model(weight_stream.checkable(proto, pending), full_check=True))
     if sum(t.nbytes for t in pending) > external_threshold:
         weight_stream.write_external(proto, pending, path)
     else:
         weight_stream.write_inline(proto, pending, path)
 
 
-def _check(path: Path, check) -> None:
+def _check(check) -> None:
     try:
         check()
     except onnx.checker.ValidationError as exc:  # a writer bug, never the user's fault
-        raise WriteError(path, f"the written graph fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
+        raise WriteError(f"the written graph fails the ONNX checker: {str(exc).splitlines()[0]}") from exc
 
 
 def build_graph(model: SequenceModel, opset: int) -> tuple:
@@ -135,25 +133,9 @@ def build_graph(model: SequenceModel, opset: int) -> tuple:
 
 
 def _check_writable(model: SequenceModel, opset: int):
-    """The model's dtype; refuse what an ONNX LSTM cannot carry."""
-    for k, layer in enumerate(model.layers):
-        if layer.proj_size:
-            raise UnsupportedError(
-                f"layer {k} has a projection (proj_size={layer.proj_size}); the ONNX LSTM operator has none, "
-                "and the projection feeds back into the recurrence, so it cannot be added around the node"
-            )
-    dtypes = {a.dtype for a in model.arrays().values()}
-    if len(dtypes) != 1:
-        raise UnsupportedError(f"the model mixes dtypes {sorted(map(str, dtypes))}; an ONNX graph needs one")
-    dtype = dtypes.pop()
-    if dtype.name not in _FLOAT_TYPES:
-        raise UnsupportedError(f"weights of dtype {dtype} cannot be written to ONNX")
-    if dtype.name in _NOT_RUNNABLE:
-        raise UnsupportedError(
-            f"the weights are {dtype.name}, and onnxruntime has no {dtype.name} LSTM kernel, so the file would "
-            "not run; convert with --dtype float32 (or float16) to cast explicitly"
-        )
-    return dtype
+    """The model's one dtype, after refusing what an ONNX LSTM cannot carry (``capabilities``)."""
+    check_carries(model, "onnx")
+    return next(iter(model.arrays().values())).dtype
 
 
 def _tensor_type(dtype: np.dtype) -> int:

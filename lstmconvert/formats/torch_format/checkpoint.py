@@ -72,7 +72,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
         if any("/code/" in n or n.endswith("/constants.pkl") for n in names):
             return _load_torchscript(path)
     elif _starts_with(path, b"PK\x03\x04"):
-        raise ReadError(path, "damaged or truncated zip archive (torch.save writes a zip archive; this one has no "
+        raise ReadError("damaged or truncated zip archive (torch.save writes a zip archive; this one has no "
                               "readable table of contents)")
     return _load_state_dict_file(path)
 
@@ -84,12 +84,12 @@ def _starts_with(path: Path, magic: bytes) -> bool:
 
 def _load_state_dict_file(path: Path) -> Checkpoint:
     if path.stat().st_size == 0:
-        raise ReadError(path, "empty file")
+        raise ReadError("empty file")
     if _starts_with(path, GZIP_MAGIC):
-        raise ReadError(path, "is gzip-compressed; torch.load reads uncompressed files only: decompress it first "
+        raise ReadError("is gzip-compressed; torch.load reads uncompressed files only: decompress it first "
                               "(gunzip, or gzip.open + torch.save to a new file)")
     if not zipfile.is_zipfile(path) and not _starts_with(path, b"\x80"):
-        raise ReadError(path, "not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)")
+        raise ReadError("not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)")
     stood_in: list = []
     try:
         with warnings.catch_warnings():
@@ -99,7 +99,7 @@ def _load_state_dict_file(path: Path) -> Checkpoint:
         if "Unsupported global" not in str(exc):
             raise _load_error(path, exc) from exc
         obj, stood_in = _load_with_stand_ins(path)
-    return _unwrap(path, obj, "state_dict", stood_in)
+    return _unwrap(obj, "state_dict", stood_in)
 
 
 def _load_with_stand_ins(path: Path) -> tuple:
@@ -108,7 +108,6 @@ def _load_with_stand_ins(path: Path) -> tuple:
         return load_with_stand_ins(path)
     except UnloadableObject as exc:
         raise ReadError(
-            path,
             f"holds a pickled {exc.name}, {exc.reason}. Nothing from it was executed. If you trust the file, "
             "save the weights on their own: torch.save(model.state_dict(), path)",
         ) from exc
@@ -121,18 +120,18 @@ def _load_error(path: Path, exc: Exception) -> ReadError:
     text = str(exc)
     blocked = re.search(r"GLOBAL (\S+) whose module (\S+) is blocked", text)
     if blocked:
-        return ReadError(path, f"refers to {blocked.group(1)}, from the module {blocked.group(2)}, which no "
+        return ReadError(f"refers to {blocked.group(1)}, from the module {blocked.group(2)}, which no "
                                "checkpoint needs and PyTorch's restricted loader never touches; refused, nothing "
                                "from it was executed")
     protocol = _pickle_protocol(path)
     if "Unsupported operand" in text and protocol is not None and protocol > 3:
-        return ReadError(path, f"was pickled with protocol {protocol} (torch.save(..., pickle_protocol={protocol})), "
+        return ReadError(f"was pickled with protocol {protocol} (torch.save(..., pickle_protocol={protocol})), "
                                "which torch.load(weights_only=True), the only way lstmconvert opens PyTorch files, "
                                "cannot read; save it again with torch.save's default protocol")
     if "Unsupported global" in text or "Unsupported operand" in text or "unrecognized function" in text:
-        return ReadError(path, f"holds pickled data PyTorch's restricted loader refuses ({_reason(exc)}); nothing "
+        return ReadError(f"holds pickled data PyTorch's restricted loader refuses ({_reason(exc)}); nothing "
                                "from it was executed")
-    return ReadError(path, f"not a PyTorch checkpoint (torch.load: {_reason(exc)})")
+    return ReadError(f"not a PyTorch checkpoint (torch.load: {_reason(exc)})")
 
 
 def _pickle_protocol(path: Path) -> Optional[int]:
@@ -159,8 +158,8 @@ def _load_torchscript(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
             module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
-        raise ReadError(path, f"damaged TorchScript archive ({_reason(exc)})") from exc
-    return _unwrap(path, module.state_dict(), "torchscript", tree=script_tree(module))
+        raise ReadError(f"damaged TorchScript archive ({_reason(exc)})") from exc
+    return _unwrap(module.state_dict(), "torchscript", tree=script_tree(module))
 
 
 def _load_export(path: Path) -> Checkpoint:
@@ -171,8 +170,8 @@ def _load_export(path: Path) -> Checkpoint:
             warnings.simplefilter("ignore")
             program = torch.export.load(path, extra_files=extra)
     except Exception as exc:
-        raise ReadError(path, f"damaged torch.export archive ({_reason(exc)})") from exc
-    checkpoint = _unwrap(path, dict(program.state_dict), "export")
+        raise ReadError(f"damaged torch.export archive ({_reason(exc)})") from exc
+    checkpoint = _unwrap(dict(program.state_dict), "export")
     checkpoint.blob = extra.get(EXTRA_FILE) or None
     return checkpoint
 
@@ -182,24 +181,24 @@ def check_export_archive(path: Path) -> None:
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
             if name.endswith((".pkl", "_pickle")) or "/custom_obj" in name:
-                raise ReadError(path, f"torch.export archive holds a pickled object ({name}); not read, to run no code from it")
+                raise ReadError(f"torch.export archive holds a pickled object ({name}); not read, to run no code from it")
             if name.endswith("_config.json") and "/data/" in name:
                 entries = json.loads(archive.read(name)).get("config", {})
                 for fqn, entry in entries.items():
                     if entry.get("use_pickle"):
                         member = name.rsplit("/", 1)[0] + "/" + entry["path_name"]
-                        _check_weights_only(path, archive.read(member), f"{fqn} ({member})")
+                        _check_weights_only(archive.read(member), f"{fqn} ({member})")
             elif name.endswith(".pt"):
-                _check_weights_only(path, archive.read(name), name)
+                _check_weights_only(archive.read(name), name)
 
 
-def _check_weights_only(path: Path, payload: bytes, what: str) -> None:
+def _check_weights_only(payload: bytes, what: str) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ReadError(path, f"torch.export archive entry {what} is not plain tensor data; not read, to run no code from it") from exc
+        raise ReadError(f"torch.export archive entry {what} is not plain tensor data; not read, to run no code from it") from exc
 
 
 # -- unwrapping --------------------------------------------------------------------------------
@@ -207,16 +206,16 @@ def has_lstm_keys(mapping: Mapping) -> bool:
     return any(isinstance(k, str) and LSTM_KEY.match(k) and isinstance(v, torch.Tensor) for k, v in mapping.items())
 
 
-def _unwrap(path: Path, obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict] = None) -> Checkpoint:
+def _unwrap(obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict] = None) -> Checkpoint:
     if pickled_module(obj) is not None:
-        raise _pickled_module_error(path, obj)
+        raise _pickled_module_error(obj)
     if isinstance(obj, StandIn):
-        raise ReadError(path, f"holds a pickled {obj.kind} object (not loaded), not a state_dict or a module")
+        raise ReadError(f"holds a pickled {obj.kind} object (not loaded), not a state_dict or a module")
     elif not isinstance(obj, Mapping):
-        raise ReadError(path, f"holds a {type(obj).__name__}, not a state_dict (a mapping of parameter names to tensors)")
+        raise ReadError(f"holds a {type(obj).__name__}, not a state_dict (a mapping of parameter names to tensors)")
     elif not obj:
-        raise ReadError(path, "holds an empty dict, not a state_dict with LSTM weights")
-    state, container, found_tree = _find_state_dict(path, obj)
+        raise ReadError("holds an empty dict, not a state_dict with LSTM weights")
+    state, container, found_tree = _find_state_dict(obj)
     tree = found_tree if found_tree is not None else tree
     metadata = getattr(state, "_metadata", None) or {}
     blob = None
@@ -228,7 +227,7 @@ def _unwrap(path: Path, obj: object, kind: str, stood_in: Sequence = (), tree: O
     other = [f"{k} ({_type_name(v)})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
     tensors, stripped = _strip_prefixes(tensors)
     if not tensors:
-        raise ReadError(path, "holds no tensors")
+        raise ReadError("holds no tensors")
     if tree is not None:
         tree = strip_tree(tree, stripped)
     return Checkpoint(tensors, kind, blob, container, stripped, versions, other, list(stood_in), tree)
@@ -238,11 +237,10 @@ def _type_name(value: object) -> str:
     return value.kind if isinstance(value, StandIn) else type(value).__name__
 
 
-def _pickled_module_error(path: Path, obj: object, where: str = "") -> ReadError:
+def _pickled_module_error(obj: object, where: str = "") -> ReadError:
     module = pickled_module(obj)
     inside = f" under {where!r}" if where else ""
     return ReadError(
-        path,
         f"holds a whole pickled module ({module.kind}{inside}, as torch.save(model) writes), not a state_dict. "
         "lstmconvert reads state_dicts only: building a pickled module means unpickling classes the file names, "
         "which runs code. Nothing from it was executed. If you trust the file, save the weights on their own: "
@@ -257,14 +255,14 @@ def _as_state_dict(value: object) -> Optional[tuple]:
     return None
 
 
-def _find_state_dict(path: Path, obj: object) -> tuple:
+def _find_state_dict(obj: object) -> tuple:
     """(state_dict, where it sat or None, module tree or None) of the one LSTM model in ``obj``."""
     top = _as_state_dict(obj)
     if has_lstm_keys(top[0]):
         return top[0], None, top[1]
     for key, value in obj.items():
         if pickled_module(value) is not None:
-            raise _pickled_module_error(path, value, str(key))
+            raise _pickled_module_error(value, str(key))
     for key in WRAPPER_KEYS:
         found = _as_state_dict(obj.get(key))
         if found is not None and has_lstm_keys(found[0]):
@@ -275,8 +273,8 @@ def _find_state_dict(path: Path, obj: object) -> tuple:
         return state, where, tree
     if len(found) > 1:
         where = ", ".join(repr(p) for p, _ in found)
-        raise ReadError(path, f"holds several state_dicts with LSTM weights ({where}); save the one to convert on its own")
-    raise ReadError(path, _no_lstm_problem(top[0]))
+        raise ReadError(f"holds several state_dicts with LSTM weights ({where}); save the one to convert on its own")
+    raise ReadError(_no_lstm_problem(top[0]))
 
 
 def _no_lstm_problem(state: Mapping) -> str:

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from ...errors import UnsupportedError
-from ...model import DEFAULT_ACTIVATIONS, SequenceModel
+from ...capabilities import check_carries
+from ...model import SequenceModel
 from .naming import Naming
 
 METADATA_KEY = "lstmconvert"
@@ -119,30 +120,17 @@ def config_from_model(model: SequenceModel) -> SequenceLSTMConfig:
 
 
 def check_torch_compatible(model: SequenceModel) -> None:
-    """Refuse what PyTorch's LSTM cannot compute exactly, naming the layer and the feature."""
+    """Refuse what PyTorch's LSTM cannot compute exactly, naming the layer and the feature.
+
+    What no PyTorch LSTM carries is refused by ``capabilities``; here, what its encoding adds.
+    """
+    check_carries(model, "torch")
     for k, layer in enumerate(model.layers):
-        where = f"LSTM layer {k}"
-        for d, direction in enumerate(layer.directions):
-            side = f"{where} ({'reverse' if d else 'forward'} direction)"
-            if tuple(direction.activations) != DEFAULT_ACTIVATIONS:
-                names = "/".join(str(a) for a in direction.activations)
-                raise UnsupportedError(
-                    f"{side} uses activations {names}; PyTorch's LSTM is fixed to sigmoid/tanh/tanh"
-                )
-            if direction.peephole is not None:
-                raise UnsupportedError(f"{side} has peephole weights, which PyTorch's LSTM does not have")
-        if layer.clip is not None:
-            raise UnsupportedError(f"{where} clips its gate inputs at {layer.clip:g}; PyTorch's LSTM has no clip")
-        if layer.input_forget:
-            raise UnsupportedError(f"{where} couples the input and forget gates (input_forget); PyTorch's LSTM does not")
         if layer.reversed_output and model.masked:
             raise UnsupportedError(
-                f"{where} runs backward and returns its output in reversed time order over masked input; "
+                f"LSTM layer {k} runs backward and returns its output in reversed time order over masked input; "
                 "that Keras-specific padding behaviour has no PyTorch equivalent"
             )
-    dtypes = {a.dtype for a in model.arrays().values()}
-    if len(dtypes) > 1:
-        raise UnsupportedError(f"the model mixes dtypes {sorted(d.name for d in dtypes)}; a PyTorch module has one")
 
 
 def metadata_blob(config: SequenceLSTMConfig, naming: Naming) -> str:

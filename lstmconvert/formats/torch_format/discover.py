@@ -18,7 +18,6 @@ Ambiguity is never settled by guessing: the error lists the candidates and names
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from ...errors import OutsideNeutralShapeError, ReadError
@@ -64,42 +63,42 @@ def lstm_keys(shapes: dict) -> list:
     return [k for k in shapes if LSTM_KEY.match(k)]
 
 
-def discover(path: Path, shapes: dict, hints: ReadHints) -> Naming:
+def discover(shapes: dict, hints: ReadHints) -> Naming:
     """The Naming of a state_dict given as ordered {key: shape}; ReadError when it is not clear."""
-    modules = _lstm_modules(path, shapes)
-    _check_chain(path, modules)
+    modules = _lstm_modules(shapes)
+    _check_chain(modules)
     slots = tuple(LayerSlot(m.prefix, k) for m in modules for k in range(m.num_layers))
     order = {key: i for i, key in enumerate(shapes)}
     positions = [order[k] for k in lstm_keys(shapes)]
     linears = _linears(shapes, order)
-    embedding = _embedding(path, linears, modules[0].input_size, min(positions), hints.embedding)
+    embedding = _embedding(linears, modules[0].input_size, min(positions), hints.embedding)
     taken = {embedding} if embedding is not None else set()
-    head = _head(path, [g for g in linears if g.prefix not in taken], modules[-1].width, max(positions), hints.head)
+    head = _head([g for g in linears if g.prefix not in taken], modules[-1].width, max(positions), hints.head)
     return Naming(embedding=embedding, layers=slots, head=tuple(head))
 
 
 # -- LSTM modules ------------------------------------------------------------------------------
-def _lstm_modules(path: Path, shapes: dict) -> list:
+def _lstm_modules(shapes: dict) -> list:
     grouped: dict = {}
     for key in lstm_keys(shapes):
         match = LSTM_KEY.match(key)
         entries = grouped.setdefault(match["module"] or "", {})
         entries[(int(match["layer"]), bool(match["reverse"]), match["param"])] = key
-    return [_lstm_module(path, prefix, entries, shapes) for prefix, entries in grouped.items()]
+    return [_lstm_module(prefix, entries, shapes) for prefix, entries in grouped.items()]
 
 
-def _lstm_module(path: Path, prefix: str, entries: dict, shapes: dict) -> _LstmModule:
+def _lstm_module(prefix: str, entries: dict, shapes: dict) -> _LstmModule:
     """Check one nn.LSTM's keys and shapes the way nn.LSTM would build them."""
     name = f"LSTM '{prefix or '<root>'}'"
     layers = sorted({layer for layer, _, _ in entries})
     if layers != list(range(len(layers))):
-        raise ReadError(path, f"{name} has layers {layers}; nn.LSTM numbers them 0..{len(layers) - 1} without gaps")
+        raise ReadError(f"{name} has layers {layers}; nn.LSTM numbers them 0..{len(layers) - 1} without gaps")
     reverse = {rev for _, rev, _ in entries}
     bidirectional = True in reverse
     if bidirectional and any((layer, False, "weight_ih") not in entries for layer in layers):
-        raise ReadError(path, f"{name} has _reverse parameters without forward ones")
+        raise ReadError(f"{name} has _reverse parameters without forward ones")
     if bidirectional and any((layer, True, "weight_ih") not in entries for layer in layers):
-        raise ReadError(path, f"{name} has _reverse parameters for only some layers")
+        raise ReadError(f"{name} has _reverse parameters for only some layers")
     directions = (False, True) if bidirectional else (False,)
     params = {param for _, _, param in entries}
     expect_bias = "bias_ih" in params or "bias_hh" in params
@@ -115,15 +114,15 @@ def _lstm_module(path: Path, prefix: str, entries: dict, shapes: dict) -> _LstmM
             wanted += ["weight_hr"] if expect_proj else []
             missing = [key(p) for p in wanted if (layer, rev, p) not in entries]
             if missing:
-                raise ReadError(path, f"{name} lacks {', '.join(missing)} (nn.LSTM keeps the same parameters in every "
+                raise ReadError(f"{name} lacks {', '.join(missing)} (nn.LSTM keeps the same parameters in every "
                                       f"layer){_renamed(missing, shapes)}")
             w_ih = shapes[key("weight_ih")]
             other = _other_rnn(shapes[key("weight_hh")])
             if other:
-                raise ReadError(path, f"'{prefix or '<root>'}' is {other}, not an LSTM: {key('weight_hh')} has shape "
+                raise ReadError(f"'{prefix or '<root>'}' is {other}, not an LSTM: {key('weight_hh')} has shape "
                                       f"{list(shapes[key('weight_hh')])}; lstmconvert converts LSTMs only")
             if len(w_ih) != 2 or w_ih[0] % 4 or w_ih[0] == 0:
-                raise ReadError(path, f"{key('weight_ih')} has shape {list(w_ih)}; an LSTM's is (4*hidden, input) "
+                raise ReadError(f"{key('weight_ih')} has shape {list(w_ih)}; an LSTM's is (4*hidden, input) "
                                       "(a GRU has 3*hidden rows, an RNN hidden rows)")
             h = w_ih[0] // 4
             out = shapes[key("weight_hr")][0] if expect_proj and len(shapes[key("weight_hr")]) == 2 else h
@@ -134,15 +133,15 @@ def _lstm_module(path: Path, prefix: str, entries: dict, shapes: dict) -> _LstmM
                 expected[key("weight_hr")] = (out, h)
             for k, shape in expected.items():
                 if tuple(shapes[k]) != shape:
-                    raise ReadError(path, f"{k} has shape {list(shapes[k])}, but nn.LSTM with hidden size {h} "
+                    raise ReadError(f"{k} has shape {list(shapes[k])}, but nn.LSTM with hidden size {h} "
                                           f"needs {list(shape)} (is it an LSTM?)")
             if hidden is None:
                 hidden, output, input_size = h, out, w_ih[1]
             elif (h, out) != (hidden, output):
-                raise ReadError(path, f"{key('weight_ih')} implies hidden size {h} (output {out}); the rest of {name} "
+                raise ReadError(f"{key('weight_ih')} implies hidden size {h} (output {out}); the rest of {name} "
                                       f"has {hidden} (output {output})")
             if layer > 0 and w_ih[1] != previous_width:
-                raise ReadError(path, f"{key('weight_ih')} takes {w_ih[1]} inputs but layer {layer - 1} of {name} "
+                raise ReadError(f"{key('weight_ih')} takes {w_ih[1]} inputs but layer {layer - 1} of {name} "
                                       f"outputs {previous_width}")
         previous_width = output * len(directions)
     return _LstmModule(prefix, len(layers), bidirectional, input_size, hidden, output)
@@ -183,12 +182,11 @@ def _parametrization_prefix(key: str) -> str:
     return f"{join(module, 'parametrizations')}.{name}."
 
 
-def _check_chain(path: Path, modules: list) -> None:
+def _check_chain(modules: list) -> None:
     for before, after in zip(modules, modules[1:]):
         if after.input_size != before.width:
             listed = ", ".join(m.describe() for m in modules)
             raise OutsideNeutralShapeError(
-                f"{path}: "
                 f"LSTM modules {before.describe()} (output width {before.width}) and {after.describe()} "
                 f"(input width {after.input_size}) do not chain; lstmconvert reads one stack of LSTMs "
                 f"(found {listed})",
@@ -234,23 +232,23 @@ def split_head_hint(hint: Optional[str]) -> list:
     return pairs
 
 
-def _embedding(path: Path, linears: list, input_size: int, first_lstm: int, hint: Optional[str]) -> Optional[str]:
+def _embedding(linears: list, input_size: int, first_lstm: int, hint: Optional[str]) -> Optional[str]:
     if hint is not None:
         wanted = _normalise_hint(hint)
         match = next((g for g in linears if g.prefix == wanted), None)
         if match is None or match.has_bias or match.in_features != input_size:
             fitting = [g.describe() for g in linears if not g.has_bias and g.in_features == input_size]
-            raise ReadError(path, f"--embedding {hint}: no bias-less 2-D tensor {join(wanted, 'weight')} with "
+            raise ReadError(f"--embedding {hint}: no bias-less 2-D tensor {join(wanted, 'weight')} with "
                                   f"{input_size} columns (the LSTM's input size); candidates: {', '.join(fitting) or 'none'}")
         return match.prefix
     candidates = [g for g in linears if not g.has_bias and g.in_features == input_size and g.position < first_lstm]
     if len(candidates) > 1:
-        raise ReadError(path, f"several tensors could be the embedding: {', '.join(g.describe() for g in candidates)}; "
+        raise ReadError(f"several tensors could be the embedding: {', '.join(g.describe() for g in candidates)}; "
                               "pass --embedding NAME")
     return candidates[0].prefix if candidates else None
 
 
-def _head(path: Path, linears: list, width: int, last_lstm: int, hint: Optional[str]) -> list:
+def _head(linears: list, width: int, last_lstm: int, hint: Optional[str]) -> list:
     after = [g for g in linears if g.position > last_lstm]
     by_prefix = {g.prefix: g for g in linears}
     chain: list = []
@@ -261,7 +259,7 @@ def _head(path: Path, linears: list, width: int, last_lstm: int, hint: Optional[
             expect = chain[-1].out_features if chain else width
             if layer is None or layer.in_features != expect:
                 fitting = [g.describe() for g in linears if g.in_features == expect]
-                raise ReadError(path, f"--head {hint}: no Linear '{name}' taking {expect} inputs; candidates: "
+                raise ReadError(f"--head {hint}: no Linear '{name}' taking {expect} inputs; candidates: "
                                       f"{', '.join(fitting) or 'none'}")
             chain.append(layer)
     else:
@@ -273,14 +271,14 @@ def _head(path: Path, linears: list, width: int, last_lstm: int, hint: Optional[
             problem = (f"several Linear layers take the LSTM's {width} outputs: "
                        f"{', '.join(g.describe() for g in first)}; pass --head NAME")
             if chainable:
-                raise ReadError(path, problem)
-            raise OutsideNeutralShapeError(f"{path}: {problem}", f"Linear '{first[1].prefix}'")
+                raise ReadError(problem)
+            raise OutsideNeutralShapeError(problem, f"Linear '{first[1].prefix}'")
         chain = first
     while chain and len(names) <= 1:  # follow the chain in key order while exactly one layer continues it
         nxt = [g for g in after if g.position > chain[-1].position and g.in_features == chain[-1].out_features
                and g not in chain]
         if len(nxt) > 1:
-            raise ReadError(path, f"several Linear layers could follow '{chain[-1].prefix}': "
+            raise ReadError(f"several Linear layers could follow '{chain[-1].prefix}': "
                                   f"{', '.join(g.describe() for g in nxt)}; list the head with --head A,B")
         if not nxt:
             break

@@ -98,10 +98,21 @@ class SequenceLSTM(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path: Union[str, Path]) -> "SequenceLSTM":
-        """Read a PyTorch LSTM checkpoint (any naming lstmconvert reads) into a ready module."""
-        from ...api import load
+        """Read a PyTorch LSTM checkpoint (any naming lstmconvert reads) into a ready module.
 
-        return cls.from_model(load(path, format="torch"))
+        Reads with this format's own reader (a format does not go through ``api``); as a public entry
+        point it names the file in its errors, as ``api.load`` does.
+        """
+        from ...errors import LstmConvertError
+        from ...options import ReadHints
+        from .reader import read
+
+        path = Path(path)
+        try:
+            model = read(path, ReadHints()).validate()
+        except LstmConvertError as exc:
+            raise exc.at(path)
+        return cls.from_model(model)
 
     # -- computation ---------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:

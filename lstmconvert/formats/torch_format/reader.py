@@ -35,16 +35,16 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
         try:
             config, naming = parse_metadata_blob(checkpoint.blob)
         except (ValueError, KeyError, TypeError) as exc:
-            raise ReadError(path, f"damaged lstmconvert metadata ({exc})") from exc
+            raise ReadError(f"damaged lstmconvert metadata ({exc})") from exc
     else:
         shapes = {key: tuple(t.shape) for key, t in checkpoint.tensors.items()}
-        naming = discover(path, shapes, hints)
-    used = _used_keys(path, checkpoint, naming)
+        naming = discover(shapes, hints)
+    used = _used_keys(checkpoint, naming)
     _refuse_leftovers(path, checkpoint, used)
     problem = embedding_problem(checkpoint.tree, naming.embedding)
     if problem:
-        raise ReadError(path, problem)
-    activations = _head_activations(path, naming, config, hints, checkpoint)
+        raise ReadError(problem)
+    activations = _head_activations(naming, config, hints, checkpoint)
     exclusive = exclusive_keys(checkpoint.tensors)  # their memory is taken over, not copied
     arrays = {key: to_numpy(checkpoint.tensors[key], key, key in exclusive) for key in used}
     model = _build(naming, arrays, config, hints, checkpoint, activations)
@@ -68,7 +68,7 @@ def _keep_lstm_alone(path: Path, checkpoint: Checkpoint, hints: ReadHints) -> No
     checkpoint.other, checkpoint.blob = [], None
 
 
-def _used_keys(path: Path, checkpoint: Checkpoint, naming: Naming) -> list:
+def _used_keys(checkpoint: Checkpoint, naming: Naming) -> list:
     """Every key the naming points at, in file order; ReadError if a required one is missing."""
     tensors = checkpoint.tensors
     required, optional = [], []
@@ -82,7 +82,7 @@ def _used_keys(path: Path, checkpoint: Checkpoint, naming: Naming) -> list:
         optional.append(join(prefix, "bias"))
     missing = [k for k in required if k not in tensors]
     if missing:
-        raise ReadError(path, f"lacks {', '.join(missing)}, which its lstmconvert metadata names")
+        raise ReadError(f"lacks {', '.join(missing)}, which its lstmconvert metadata names")
     wanted = set(required) | set(optional)
     return [k for k in tensors if k in wanted]
 
@@ -100,17 +100,12 @@ def _refuse_leftovers(path: Path, checkpoint: Checkpoint, used: list) -> None:
         shown = ", ".join(leftover[:8]) + (f" and {len(leftover) - 8} more" if len(leftover) > 8 else "")
         # Other layers make it a model to widen in place; a non-tensor entry or a weight-normed head does not.
         layer = None if _weight_norm_note(leftover) else _layer_of(path, checkpoint, leftover[0])
-        error = ReadError if layer is None else functools.partial(_outside_neutral_shape, layer=layer)
+        error = ReadError if layer is None else functools.partial(OutsideNeutralShapeError, layer=layer)
         raise error(
-            path,
             f"has entries outside embedding -> LSTM -> Linear head: {shown}; lstmconvert refuses the file rather "
             "than drop layers it cannot carry (if these are the embedding or head, name them with --embedding/--head)"
             + _weight_norm_note(leftover),
         )
-
-
-def _outside_neutral_shape(path: Path, problem: str, layer: str) -> OutsideNeutralShapeError:
-    return OutsideNeutralShapeError(f"{path}: {problem}", layer)
 
 
 def _layer_of(path: Path, checkpoint: Checkpoint, key: str) -> Optional[str]:
@@ -134,7 +129,7 @@ def _weight_norm_note(keys: list) -> str:
             "call torch.nn.utils.remove_weight_norm on it and save the state_dict again")
 
 
-def _head_activations(path: Path, naming: Naming, config: Optional[SequenceLSTMConfig], hints: ReadHints,
+def _head_activations(naming: Naming, config: Optional[SequenceLSTMConfig], hints: ReadHints,
                       checkpoint: Checkpoint) -> list:
     """The activation after each head layer; ReadError when the file and the hints leave it open.
 
@@ -148,11 +143,11 @@ def _head_activations(path: Path, naming: Naming, config: Optional[SequenceLSTMC
     if any(activation is not None for activation in given.values()):
         unknown = {a for a in given.values() if a is not None and a not in HEAD_ACTIVATIONS}
         if unknown:
-            raise ReadError(path, f"--head {hints.head}: unknown activation {', '.join(sorted(unknown))}; "
+            raise ReadError(f"--head {hints.head}: unknown activation {', '.join(sorted(unknown))}; "
                                   f"lstmconvert's head layers use {', '.join(HEAD_ACTIVATIONS)}")
         missing = [name for name in head[:-1] if given.get(name) is None]
         if missing:
-            raise ReadError(path, f"--head {hints.head}: give the activation after {', '.join(missing)} too "
+            raise ReadError(f"--head {hints.head}: give the activation after {', '.join(missing)} too "
                                   f"(e.g. {missing[0]}:relu, or {missing[0]}:linear for none)")
         return [given.get(name) or "linear" for name in head]
     if config is not None:
@@ -161,13 +156,12 @@ def _head_activations(path: Path, naming: Naming, config: Optional[SequenceLSTMC
     try:
         found = sequential_activations(checkpoint.tree, head, lstm_modules)
     except ValueError as exc:
-        raise ReadError(path, f"{exc}; lstmconvert refuses the file rather than drop it") from exc
+        raise ReadError(f"{exc}; lstmconvert refuses the file rather than drop it") from exc
     if found is not None:
         return found
     if len(head) > 1:
         example = ",".join(f"{name}:relu" for name in head[:-1]) + f",{head[-1]}"
         raise ReadError(
-            path,
             f"head layers {' -> '.join(head)}: the file does not record what your module applies between them "
             f"(a state_dict holds no activations); name them with --head {example} "
             f"(activations: {', '.join(HEAD_ACTIVATIONS)}; 'linear' for none)",

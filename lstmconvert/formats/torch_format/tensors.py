@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...errors import UnsupportedError, require
+from ...errors import ReadError, UnsupportedError, require
 
 # dtypes whose numpy twin is native; bfloat16 is handled on its own below.
 _NATIVE = {torch.float16, torch.float32, torch.float64}
@@ -22,8 +22,8 @@ def to_numpy(tensor: torch.Tensor, name: str, exclusive: bool = False) -> np.nda
     array takes over its memory instead of copying it (a large checkpoint then sits in memory
     once, not twice). Otherwise the array is an independent copy.
     """
-    if tensor.is_meta:
-        raise UnsupportedError(
+    if tensor.is_meta:  # the file lacks the values: unreadable as a model, not a model it cannot carry
+        raise ReadError(
             f"tensor {name} is on the 'meta' device: it has a shape but no values (it was saved from a model "
             "built on device='meta', before real weights were loaded into it)"
         )
