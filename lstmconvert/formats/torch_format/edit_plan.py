@@ -174,7 +174,7 @@ def _classify(path: Path, module: Module, shapes: dict) -> tuple:
             if match:
                 entries[(int(match["layer"]), bool(match["reverse"]), match["param"])] = key
         try:
-            return "LSTM", _lstm_module(path, module.prefix, entries, shapes)
+            return "LSTM", _lstm_module(module.prefix, entries, shapes)
         except ReadError:
             return "LSTM (inconsistent shapes)", None
     if "in_proj_weight" in names or "q_proj_weight" in names:
