@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -14,6 +12,7 @@ from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
 from .registry import format_for_path, format_module
+from .staging import check_target as _check_target, write_staged as _write_staged
 
 PathLike = Union[str, os.PathLike]
 
@@ -144,31 +143,6 @@ def widen_in_place(
 
     _write_staged(dst, force, produce)
     return outcome[0]
-
-
-def _write_staged(path: Path, force: bool, produce) -> list:
-    """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place."""
-    _check_target(path, force)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        produce(staging / path.name)
-        produced = sorted(staging.iterdir())
-        targets = [path.parent / p.name for p in produced]
-        clashes = [t for t in targets if t.exists() and t != path]
-        if clashes and not force:
-            raise WriteError(clashes[0], "exists; pass --force (force=True) to replace it")
-        for source, target in zip(produced, targets):
-            os.replace(source, target)
-        return targets
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _check_target(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise WriteError(path, "exists; pass --force (force=True) to replace it")
-    if not path.parent.is_dir():
-        raise WriteError(path, f"folder {path.parent} does not exist")
 
 
 def run(path: PathLike, inputs: np.ndarray, *, format: Optional[str] = None, **hints) -> np.ndarray:

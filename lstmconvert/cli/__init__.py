@@ -1,7 +1,9 @@
 """The ``lstmconvert`` command line: one module per subcommand, ``main(argv)`` for in-process tests.
 
 User errors (``LstmConvertError``) print one line, ``lstmconvert: error: <file>: <problem>``, and exit 2;
-click's own usage errors exit 2 as well.
+click's own usage errors exit 2 as well. SIGTERM/SIGHUP during a write remove the staged output and
+print ``lstmconvert: aborted by SIGTERM``, exiting 128 + the signal number (143, 129), as a shell reports a
+process a signal ended.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Optional, Sequence
 import click
 
 from ..errors import LstmConvertError
+from ..staging import Terminated
 from .commands import cli
 
 
@@ -27,6 +30,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         click.echo(f"lstmconvert: error: {_one_line(str(exc))}", err=True)
         return 2
+    except Terminated as exc:
+        click.echo(f"lstmconvert: {exc}", err=True)
+        return 128 + exc.signum
     except click.exceptions.Abort:
         click.echo("lstmconvert: aborted", err=True)
         return 2
