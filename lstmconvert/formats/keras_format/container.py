@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import ReadError, UnsupportedError, require
+from ...limits import file_budget, require_fits
 
 # Keras splits a long attribute over name0, name1, ... (HDF5_OBJECT_HEADER_LIMIT).
 _SPLIT_ATTR_LIMIT = 10_000
@@ -41,6 +42,7 @@ def read_dataset(dataset, where: str, path: Path, declared: Optional[str] = None
     HDF5 has no bfloat16: the .keras saver tags such datasets with ``dtype='bfloat16'``; the legacy
     HDF5 saver leaves them untagged, so there the layer's ``declared`` dtype tells.
     """
+    require_fits(where, dataset.shape or (), dataset.dtype.itemsize, file_budget(path), path)
     try:
         array = dataset[()]
     except OSError as exc:  # truncated or corrupted storage
