@@ -61,7 +61,7 @@ def model_fixtures(root: Path = FIXTURES) -> list:
     return sorted(p for p in root.rglob("*") if p.suffix in MODEL_SUFFIXES and p.is_file() and not p.is_symlink())
 
 
-def make_mutant(seed: int, index: int, fixtures: list, folder: Path) -> Mutant:
+def make_mutant(seed: int, index: int, fixtures: list, folder: Path, targets: list = TARGETS) -> Mutant:
     """Write mutant ``index`` of ``seed`` (and the fixture's side files) into ``folder/in``."""
     rng = random.Random(f"{seed}:{index}")
     families = sorted({_family(p) for p in fixtures})  # each framework as often, however many files it has
@@ -81,7 +81,7 @@ def make_mutant(seed: int, index: int, fixtures: list, folder: Path) -> Mutant:
         descriptions.append(what)
     path = source / fixture.name
     path.write_bytes(data)
-    output = out / ("converted" + rng.choice(TARGETS))
+    output = out / ("converted" + rng.choice(targets))
     args = ["convert", str(path), "-o", str(output)] + (["--keep-direction"] if rng.random() < 0.5 else [])
     return Mutant(index, fixture.relative_to(REPO), "; ".join(descriptions), args, folder, canary, output)
 
@@ -210,8 +210,13 @@ class Worker:
         self.proc = None
 
 
-def run(count: int, seed: int, time_limit: float = float("inf"), keep: Path = None, progress=None) -> dict:
-    """Run up to ``count`` mutants (stopping at ``time_limit`` seconds); returns counts and the defects."""
+def run(count: int, seed: int, time_limit: float = float("inf"), keep: Path = None, progress=None,
+        targets: list = TARGETS) -> dict:
+    """Run up to ``count`` mutants (stopping at ``time_limit`` seconds); returns counts and the defects.
+
+    ``targets``: output suffixes to draw from (a short run may leave out ".keras", whose writer imports
+    TensorFlow, ~10 s on a busy 2-core machine).
+    """
     fixtures = model_fixtures()
     started = time.monotonic()
     summary = {"seed": seed, "count": 0, "exit 0": 0, "exit 2": 0, "defects": []}
@@ -222,7 +227,7 @@ def run(count: int, seed: int, time_limit: float = float("inf"), keep: Path = No
                 if time.monotonic() - started > time_limit:
                     break
                 folder = Path(scratch) / f"m{index}"
-                mutant = make_mutant(seed, index, fixtures, folder)
+                mutant = make_mutant(seed, index, fixtures, folder, targets)
                 before = _digest(folder / "in")
                 result = worker.run(mutant)
                 defects = check(mutant, result, before)
