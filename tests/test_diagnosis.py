@@ -119,3 +119,11 @@ def test_a_difference_no_rearrangement_explains_is_said_plainly(tmp_path):
     assert not report.passed
     assert any("DST's weights differ from SRC's" in line for line in report.diagnosis), report.diagnosis
     assert any(line.startswith("none of the known bugs") for line in report.diagnosis), report.diagnosis
+
+
+def test_a_matrix_taken_from_the_wrong_layer(tmp_path):
+    def wrong_layer(m):
+        m.layers[1].directions[0].w_hh = m.layers[0].directions[0].w_hh.copy()
+
+    dst = broken(lstmconvert.load(TAGGER_PT), tmp_path / "l.onnx", wrong_layer)
+    diagnosed(verify(TAGGER_PT, dst), "layer 1 forward", "w_hh taken from SRC's layer 0 forward", "reproduces")
