@@ -55,7 +55,7 @@ class Terminated(BaseException):
 def write_staged(path: Path, force: bool, produce: Callable[[Path], None]) -> list:
     """Run ``produce(staged_path)`` in a staging folder beside ``path``, then move its files into place.
 
-    Returns the final paths (the main file last). Raises ``WriteError`` when a target exists without
+    Returns the final paths, the main file first (it is renamed into place last). Raises ``WriteError`` when a target exists without
     ``force``, and ``Terminated`` on SIGTERM/SIGHUP; in every failure the staging folder is removed.
     """
     check_target(path, force)
@@ -81,7 +81,7 @@ def write_staged(path: Path, force: bool, produce: Callable[[Path], None]) -> li
                 for staged, target in zip(produced, targets):
                     os.replace(staged, target)
                 fsync_dir(path.parent)
-            return targets
+            return sorted(targets, key=lambda t: t != path)
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)

