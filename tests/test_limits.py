@@ -96,3 +96,22 @@ def test_onnx_initializer_dims_of_2_to_the_40(tmp_path, capsys):
     path = tmp_path / "huge_dims.onnx"
     path.write_bytes(model.SerializeToString())
     run_refused(capsys, path, tmp_path, "")
+
+
+def test_onnx_external_data_longer_than_its_file(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto
+
+    model = onnx.load(FIXTURES / "onnx" / "bad" / "nonzero_initial_h.onnx")
+    weight = next(t for t in model.graph.initializer if t.name == "W")
+    (tmp_path / "w.bin").write_bytes(weight.raw_data)
+    del weight.dims[:]
+    weight.dims.extend([1, 2**20, 2**18])  # 1 TiB declared, and asked of a file of a few hundred bytes
+    weight.ClearField("raw_data")
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "w.bin"), ("offset", "0"), ("length", str(2**40))):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    path = tmp_path / "external.onnx"
+    path.write_bytes(model.SerializeToString())
+    run_refused(capsys, path, tmp_path, f"asks for bytes 0..{2**40} of 'w.bin'")
