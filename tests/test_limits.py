@@ -115,3 +115,37 @@ def test_onnx_external_data_longer_than_its_file(tmp_path, capsys):
     path = tmp_path / "external.onnx"
     path.write_bytes(model.SerializeToString())
     run_refused(capsys, path, tmp_path, f"asks for bytes 0..{2**40} of 'w.bin'")
+
+
+def _refused_in_a_subprocess(path: Path, tmp_path: Path, what: str) -> None:
+    """Run where a hang inside native code can be stopped: the fuzzer found these two files hanging forever."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(FIXTURES.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run([sys.executable, "-m", "lstmconvert", "convert", str(path), "-o", str(tmp_path / "x.onnx")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("lstmconvert: warning:")]
+    assert done.returncode == 2 and len(lines) == 1 and what in lines[0], done.stderr
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_hdf5_with_inserted_bytes_is_refused_before_libhdf5_reads_it(tmp_path):
+    pytest.importorskip("h5py")
+    data = (FIXTURES / "keras" / "cudnn_tf_keras.h5").read_bytes()
+    path = tmp_path / "inserted.h5"
+    path.write_bytes(data[:820] + data[820:4267] * 2 + data[4267:])  # libhdf5 looped reading its attributes
+    _refused_in_a_subprocess(path, tmp_path, "HDF5 records 21456 bytes but holds 24903")
+
+
+def test_onnx_weight_declaring_more_than_it_holds_does_not_hang_shape_inference(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(FIXTURES / "onnx" / "quirk_dynamo_unoptimized_states.onnx")
+    bias = next(t for t in model.graph.initializer if t.name == "lstm.bias_ih_l0")
+    del bias.dims[:]
+    bias.dims.append(2**31 - 1)
+    bias.raw_data = bias.raw_data[:8]
+    path = tmp_path / "huge_bias.onnx"
+    path.write_bytes(model.SerializeToString())
+    _refused_in_a_subprocess(path, tmp_path, str(path))
