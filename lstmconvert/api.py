@@ -8,8 +8,7 @@ staging path back to the target it stands for, and keeps the error's class.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -20,6 +19,7 @@ from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
 from .registry import format_for_path, format_module
+from .staging import OUTPUT_FOLDER, check_target as _check_target, write_staged
 
 PathLike = Union[str, os.PathLike]
 
@@ -153,45 +153,26 @@ def _reading(path: Path, info):
 
 
 def _write_staged(path: Path, force: bool, produce) -> list:
-    """Run ``produce(staged_path)`` in a temporary folder beside ``path``, then rename its files into place.
-
-    Errors name ``path``, the user's target, never the staging folder: a path-less error gets ``path``,
-    and a staged path in an error (or in its text) is mapped back to the place it was meant for.
-    """
-    _check_target(path, force)
-    staging = None
+    """``staging.write_staged``, with errors naming ``path``, the user's target, never the staging folder:
+    a path-less error gets ``path``, and a staged path in an error (or in its text) is mapped back to the
+    place it was meant for."""
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        produce(staging / path.name)
-        produced = sorted(staging.iterdir())
-        targets = [path.parent / p.name for p in produced]
-        clashes = [t for t in targets if t.exists() and t != path]
-        if clashes and not force:
-            raise WriteError(clashes[0], "exists; pass --force (force=True) to replace it")
-        for source, target in zip(produced, targets):
-            os.replace(source, target)
-        return targets
+        return write_staged(path, force, produce)
     except LstmConvertError as exc:
-        raise _unstaged(exc, staging, path)
+        raise _unstaged(exc, path)
     except OSError as exc:  # the folder refuses the staging folder or the rename; say why, not where
         raise WriteError(path, f"cannot be written ({exc.strerror or type(exc).__name__})") from exc
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
 
 
-def _unstaged(exc: LstmConvertError, staging: Optional[Path], path: Path) -> LstmConvertError:
-    """``exc`` naming ``path`` where it named (or did not name) a file in the staging folder."""
-    if staging is not None and exc.path is not None and Path(exc.path).parent == staging:
-        exc.path = path.parent / Path(exc.path).name
+def _unstaged(exc: LstmConvertError, path: Path) -> LstmConvertError:
+    """``exc`` naming ``path`` where it named (or did not name) a file in a staging folder of ``path``."""
+    staged = re.compile(re.escape(str(path.parent)) + rf"/{re.escape(f'.{path.name}.')}[^/]*/{OUTPUT_FOLDER}")
+    if exc.path is not None:
+        exc.path = staged.sub(str(path.parent), str(exc.path)) if staged.match(str(exc.path)) else exc.path
     exc.at(path)
-    if staging is not None and exc.args and isinstance(exc.args[0], str):
-        exc.args = (_unstaged_text(exc.args[0], staging, path), *exc.args[1:])
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (staged.sub(str(path.parent), exc.args[0]), *exc.args[1:])
     return exc
-
-
-def _unstaged_text(text: str, staging: Optional[Path], path: Path) -> str:
-    return text if staging is None else text.replace(str(staging), str(path.parent))
 
 
 def refuse_overwriting_input(src: PathLike, dst: PathLike) -> None:
@@ -211,15 +192,6 @@ def _check_source(path: Path) -> None:
         raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise ReadError(path, "empty file")
-
-
-def _check_target(path: Path, force: bool) -> None:
-    if path.is_dir():
-        raise WriteError(path, "is a folder; name the output file (or convert several files with --to into a folder)")
-    if path.exists() and not force:
-        raise WriteError(path, "exists; pass --force (force=True) to replace it")
-    if not path.parent.is_dir():
-        raise WriteError(path, f"folder {path.parent} does not exist")
 
 
 def run(path: PathLike, inputs: np.ndarray, *, format: Optional[str] = None, **hints) -> np.ndarray:

@@ -15,6 +15,7 @@ The reference pass only ranks explanations; the pass/fail verdict always comes f
 
 from __future__ import annotations
 
+import copy
 from typing import Optional
 
 import numpy as np
@@ -39,6 +40,7 @@ def diagnose(src: SequenceModel, dst: SequenceModel, observations: list, expect:
     if not shaped:
         return findings + ["DST's output has the wrong shape on every input; compare readout and widths with `lstmconvert inspect`"]
     explain_tol = _explain_tolerance(src, dst)
+    weight_findings = []
 
     # Can the reference pass reproduce SRC's runtime at all? If not, nothing below is trustworthy.
     src_err = max(max_abs_error(o.src, reference.forward(src, o.case.data), _where(o, src)) for o in shaped)
@@ -57,12 +59,48 @@ def diagnose(src: SequenceModel, dst: SequenceModel, observations: list, expect:
         )
         findings += _best_suspects(dst, shaped, lambda o: o.dst, explain_tol, "DST's model as read", findings)
     else:
-        findings += identify_weight_changes(src, dst)
+        weight_findings = _confirmed_weight_changes(src, dst, shaped, lambda o: _compared(o, expect), explain_tol)
+        findings += weight_findings
 
-    findings += _best_suspects(src, shaped, lambda o: _compared(o, expect), explain_tol, "SRC's model", findings)
-    if not findings:
-        findings.append("no catalogued bug explains the difference; compare `lstmconvert inspect` of both files")
+    if not any(" — reproduces DST's output" in line for line in weight_findings):  # the weights did not explain it
+        findings += _best_suspects(src, shaped, lambda o: _compared(o, expect), explain_tol, "SRC's model", findings)
+    if not any(" — reproduces DST's output" in line for line in findings):
+        findings.append(NOTHING_EXPLAINS)
     return _unique(findings)
+
+
+NOTHING_EXPLAINS = ("none of the known bugs (gate blocks in another order, transposed matrices, biases swapped, dropped "
+                    "or doubled, a direction from another layer, wrong time order, lost masking, swapped axes, "
+                    "activation mix-ups) explains the mismatch; compare `lstmconvert inspect` of both files")
+
+
+def _confirmed_weight_changes(src: SequenceModel, dst: SequenceModel, observations: list, target,
+                              explain_tol: float) -> list:
+    """What the weights say changed, replayed: SRC with DST's rearranged directions must give DST's output."""
+    found = identify_weight_changes(src, dst)
+    named = [(where, direction) for _, where, direction in found if direction is not None]
+    if not named:
+        return [text for text, _, _ in found]
+    scale = max(float(np.max(np.abs(target(o)), initial=0.0)) for o in observations)
+    limit = explain_tol * max(1.0, scale)
+    base_err = _error(src, Suspect("correct"), observations, target)
+    err = _error(src, Suspect("weights", rewrite=_substitute(named)), observations, target)
+    together = " (with the other changes named here)" if len(named) > 1 else ""
+    if err <= limit:
+        tail = f" — reproduces DST's output{together} to {err:.2g}, where SRC's model is off by {base_err:.2g}"
+    else:
+        tail = f" (replaying it{together} does not reproduce DST's output: off by {err:.2g})"
+    return [text + tail if direction is not None else text for text, _, direction in found]
+
+
+def _substitute(named: list):
+    def rewrite(model: SequenceModel) -> SequenceModel:
+        layers = [copy.copy(layer) for layer in model.layers]
+        for (k, d), direction in named:
+            layers[k].directions = [direction if i == d else dr for i, dr in enumerate(layers[k].directions)]
+        return model.replace(layers=layers)
+
+    return rewrite
 
 
 def _best_suspects(base: SequenceModel, observations: list, target, explain_tol: float, base_name: str,

@@ -11,6 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..model import LSTMDirection, SequenceModel
+from .blocks import explain_direction
 from .suspects import direction_bugs, slot_name
 
 BIASES = ("b_ih", "b_hh")
@@ -119,11 +120,13 @@ def _how_different(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> str:
 
 
 def identify_weight_changes(source: SequenceModel, target: SequenceModel) -> list:
-    """Name the catalogued bug that turns each of ``source``'s directions into ``target``'s.
+    """Name what turns each of ``source``'s directions into ``target``'s: ``(finding, (k, d), direction)``.
 
-    Only directions present in both are looked at (a new backward direction has no source). Input
-    weights that a conversion widened with zero columns, or doubled for merge "ave", are compared
-    on the columns and scale the conversion left them.
+    ``direction`` is ``target``'s direction aligned to ``source``'s shapes when the finding names a
+    rearrangement of blocks or a catalogued bug (so ``diagnose`` can replay it), None when the finding
+    only says the weights differ. Only directions present in both are looked at (a new backward
+    direction has no source). Input weights that a conversion widened with zero columns, or doubled for
+    merge "ave", are compared on the columns and scale the conversion left them.
     """
     findings = []
     for k, (a, b) in enumerate(zip(source.layers, target.layers)):
@@ -132,11 +135,16 @@ def identify_weight_changes(source: SequenceModel, target: SequenceModel) -> lis
             if db is None or _same_function(da, db):
                 continue
             name = slot_name(source, k, d)
+            rearranged = explain_direction(source, k, d, db) if tuple(da.activations) == tuple(db.activations) else None
             matches = [bug for bug in direction_bugs(da, all_orders=True) if _same_function(bug.apply(da), db)]
-            if matches:
-                findings.append(f"{name}: DST's weights are SRC's with {matches[0].describe()}")
+            if matches and matches[0].hint:  # a bug with a known story (an exporter's gate order...) says more
+                findings.append((f"{name}: DST's weights are SRC's with {matches[0].describe()}", (k, d), db))
+            elif rearranged:
+                findings.append((f"{name}: DST's weights are SRC's with {rearranged}", (k, d), db))
+            elif matches:
+                findings.append((f"{name}: DST's weights are SRC's with {matches[0].describe()}", (k, d), db))
             else:
-                findings.append(f"{name}: DST's weights differ from SRC's ({_difference_summary(da, db)})")
+                findings.append((f"{name}: DST's weights differ from SRC's ({_difference_summary(da, db)})", (k, d), None))
     return findings
 
 

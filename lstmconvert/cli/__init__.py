@@ -3,7 +3,9 @@
 User errors (``LstmConvertError``) print one line, ``lstmconvert: error: <file>: <problem>``, and exit 2;
 click's own usage errors exit 2 as well. Results go to stdout, only once a command has succeeded;
 lstmconvert's own warnings go to stderr as ``lstmconvert: warning: ...``, and the frameworks' internal
-warnings are dropped (``own_warnings``).
+warnings are dropped (``own_warnings``). SIGTERM/SIGHUP during a write remove the staged output and
+print ``lstmconvert: aborted by SIGTERM``, exiting 128 + the signal number (143, 129), as a shell reports a
+process a signal ended.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import click
 
 from ..errors import LstmConvertError
 from ..own_warnings import own_warnings
+from ..staging import Terminated
 from .commands import cli
 
 
@@ -29,6 +32,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         click.echo(f"lstmconvert: error: {_one_line(str(exc))}", err=True)
         return 2
+    except Terminated as exc:
+        click.echo(f"lstmconvert: {exc}", err=True)
+        return 128 + exc.signum
     except click.exceptions.Abort:
         click.echo("lstmconvert: aborted", err=True)
         return 2

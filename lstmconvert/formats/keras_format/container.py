@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 
 from ...errors import ReadError, UnsupportedError, require
+from ...limits import file_budget, require_fits
+from .hdf5_extent import check_extent
 
 # Keras splits a long attribute over name0, name1, ... (HDF5_OBJECT_HEADER_LIMIT).
 _SPLIT_ATTR_LIMIT = 10_000
@@ -41,6 +43,7 @@ def read_dataset(dataset, where: str, *, declared: Optional[str] = None) -> np.n
     HDF5 has no bfloat16: the .keras saver tags such datasets with ``dtype='bfloat16'``; the legacy
     HDF5 saver leaves them untagged, so there the layer's ``declared`` dtype tells.
     """
+    require_fits(where, dataset.shape or (), dataset.dtype.itemsize, file_budget(path), path)
     try:
         array = dataset[()]
     except OSError as exc:  # truncated or corrupted storage
@@ -119,6 +122,8 @@ class KerasArchive(KerasFile):
             if "metadata.json" in names:
                 self.keras_version = self._json("metadata.json").get("keras_version")
             if "model.weights.h5" in names:
+                with self._zip.open("model.weights.h5") as head:
+                    check_extent(head, self._zip.getinfo("model.weights.h5").file_size, path, "model.weights.h5: ")
                 self._member = self._zip.open("model.weights.h5")
                 self._h5 = _h5py().File(self._member, "r")
             elif "model.weights.npz" in names:
@@ -173,6 +178,8 @@ class LegacyH5(KerasFile):
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         h5py = _h5py()
+        with open(path, "rb") as head:
+            check_extent(head, path.stat().st_size, path)
         try:
             self._h5 = h5py.File(path, "r")
         except OSError as exc:

@@ -17,6 +17,7 @@ from onnx import numpy_helper
 from ...errors import UnsupportedError
 # Re-exported: the writer, the LSTM decoder and the length matcher import these from here.
 from .node_arguments import attribute, axes_argument, clamp_slice, describe, slice_arguments
+from ...limits import FOLD_LIMIT, require_fits
 from .static_shapes import input_independent_dims
 from .symbolic import Dim, evaluate_shape_vector
 
@@ -83,6 +84,7 @@ class GraphIndex:
                 return None
             value = attribute(node, "value")
             fill = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
+            require_fits(f"ConstantOfShape node {node.name!r}", args[0], 1, FOLD_LIMIT)
             return np.full(tuple(int(d) for d in args[0]), fill.reshape(-1)[0], dtype=fill.dtype)
         if any(a is None for i, a in zip(node.input, args) if i):
             return None
@@ -186,6 +188,7 @@ def fold_op(node: onnx.NodeProto, args: list, opset: int) -> Optional[np.ndarray
         return np.take(x, np.asarray(args[1]).astype(np.int64), axis=attribute(node, "axis", 0))
     if op == "Expand":
         shape = tuple(int(d) for d in args[1])
+        require_fits(f"Expand node {node.name!r}", np.broadcast_shapes(x.shape, shape), 1, FOLD_LIMIT)
         return np.broadcast_to(x, np.broadcast_shapes(x.shape, shape)).copy()
     if op in _INTEGER_ARITHMETIC or op == "Div":
         a, b = np.asarray(x), np.asarray(args[1])

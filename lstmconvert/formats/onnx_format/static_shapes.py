@@ -13,11 +13,16 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto
 
+from ...limits import declared_bytes, file_budget
+
 _SHAPE_TYPES = {TensorProto.INT64, TensorProto.INT32}
 
 
 def input_independent_dims(model: onnx.ModelProto) -> dict:
     """``{value name: [size or None per axis]}`` for the values whose rank shape inference finds."""
+    if any(t.data_location != TensorProto.EXTERNAL and declared_bytes(t.dims, 1) > file_budget(None, t.ByteSize())
+           for t in model.graph.initializer):
+        return {}  # a weight declaring more than it holds would send inference into huge shapes; it is refused later
     probe = _shape_only_copy(model)
     try:
         inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)

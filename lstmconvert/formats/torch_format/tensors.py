@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ...errors import ReadError, UnsupportedError, require
+from ...limits import file_budget, require_fits
 
 # dtypes whose numpy twin is native; bfloat16 is handled on its own below.
 _NATIVE = {torch.float16, torch.float32, torch.float64}
@@ -28,6 +29,8 @@ def to_numpy(tensor: torch.Tensor, name: str, exclusive: bool = False) -> np.nda
             "built on device='meta', before real weights were loaded into it)"
         )
     tensor = tensor.detach().cpu()
+    # A view may span far more elements than its storage holds (zero strides): never expand an absurd one.
+    require_fits(f"tensor {name}", tensor.shape, tensor.element_size(), file_budget(None, tensor.untyped_storage().nbytes()))
     if tensor.dtype in _NATIVE:
         array = tensor.numpy()
         return array if exclusive else array.copy()
