@@ -168,7 +168,7 @@ def _unstaged(exc: LstmConvertError, path: Path) -> LstmConvertError:
     """``exc`` naming ``path`` where it named (or did not name) a file in a staging folder of ``path``."""
     staged = re.compile(re.escape(str(path.parent)) + rf"/{re.escape(f'.{path.name}.')}[^/]*/{OUTPUT_FOLDER}")
     if exc.path is not None:
-        exc.path = staged.sub(str(path.parent), str(exc.path)) if staged.match(str(exc.path)) else exc.path
+        exc.path = Path(staged.sub(str(path.parent), str(exc.path))) if staged.match(str(exc.path)) else exc.path
     exc.at(path)
     if exc.args and isinstance(exc.args[0], str):
         exc.args = (staged.sub(str(path.parent), exc.args[0]), *exc.args[1:])

@@ -13,7 +13,7 @@ import math
 import os
 from typing import Optional, Sequence
 
-from .errors import ReadError, UnsupportedError
+from .errors import ReadError
 
 # Compressed or strided data may legitimately expand beyond its stored bytes; not by more than this.
 EXPANSION = 16
@@ -35,17 +35,15 @@ def file_budget(path: os.PathLike, stored: Optional[int] = None) -> int:
     return EXPANSION * size + SLACK
 
 
-def require_fits(what: str, shape: Sequence[int], itemsize: int, budget: int, path: Optional[os.PathLike] = None) -> None:
-    """Raise (``ReadError`` naming ``path``, else ``UnsupportedError``) if ``shape`` needs more than ``budget`` bytes."""
+def require_fits(what: str, shape: Sequence[int], itemsize: int, budget: int) -> None:
+    """Raise a (path-less) ``ReadError`` if ``shape`` needs more than ``budget`` bytes: the file is damaged."""
     needed = declared_bytes(shape, itemsize)
     if 0 <= needed <= budget:
         return
     problem = (f"{what} declares shape {tuple(int(d) for d in shape)}, "
                + ("a negative dimension" if needed < 0 else f"{_human(needed)}, far more than the file can hold "
                   f"({_human(budget)} at most); the file is damaged or not what it claims"))
-    if path is not None:
-        raise ReadError(path, problem)
-    raise UnsupportedError(problem)
+    raise ReadError(problem)
 
 
 def _human(count: int) -> str:

@@ -37,13 +37,14 @@ def _h5py():
     return require("h5py", "keras", "reading Keras files")
 
 
-def read_dataset(dataset, where: str, *, declared: Optional[str] = None) -> np.ndarray:
+def read_dataset(dataset, where: str, *, budget: int, declared: Optional[str] = None) -> np.ndarray:
     """A dataset as numpy, mapping Keras's opaque bfloat16 storage to ml_dtypes.bfloat16.
 
     HDF5 has no bfloat16: the .keras saver tags such datasets with ``dtype='bfloat16'``; the legacy
-    HDF5 saver leaves them untagged, so there the layer's ``declared`` dtype tells.
+    HDF5 saver leaves them untagged, so there the layer's ``declared`` dtype tells. ``budget`` is the
+    most bytes the file can hold (``limits.file_budget``): a larger declared shape is refused unread.
     """
-    require_fits(where, dataset.shape or (), dataset.dtype.itemsize, file_budget(path), path)
+    require_fits(where, dataset.shape or (), dataset.dtype.itemsize, budget)
     try:
         array = dataset[()]
     except OSError as exc:  # truncated or corrupted storage
@@ -154,7 +155,7 @@ class KerasArchive(KerasFile):
         keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
         if any(not k.isdigit() for k in keys) or [int(k) for k in keys] != list(range(len(keys))):
             raise ReadError(f"{where}: unexpected entries {list(group.keys())} in {full}")
-        return [read_dataset(group[k], f"{where} ({full}/{k})", declared=declared) for k in keys]
+        return [read_dataset(group[k], f"{where} ({full}/{k})", budget=file_budget(self.path), declared=declared) for k in keys]
 
     def saved_name(self, group_path: str) -> Optional[str]:
         """The layer name recent Keras 3 releases write beside a ``vars`` group (older files have none)."""
@@ -221,7 +222,7 @@ class LegacyH5(KerasFile):
         dataset = self._weights[layer_name].get(name)
         if dataset is None:
             raise ReadError(f"{where}: weight {name} is listed but missing")
-        return read_dataset(dataset, f"{where} ({name})", declared=declared)
+        return read_dataset(dataset, f"{where} ({name})", budget=file_budget(self.path), declared=declared)
 
     def close(self) -> None:
         self._h5.close()
