@@ -95,10 +95,10 @@ def graph_nodes(model_config: dict, where: str) -> tuple:
     cls = model_config.get("class_name")
     config = model_config.get("config")
     if cls not in MODEL_CLASSES or not isinstance(config, dict):
-        raise UnsupportedError(f"{where}: model class {cls!r} cannot be edited; only Functional and Sequential")
+        raise UnsupportedError(f"model class {cls!r} cannot be edited; only Functional and Sequential")
     entries = config.get("layers")
     if not isinstance(entries, list):
-        raise LstmConvertError(f"{where}: the model config has no readable list of layers")
+        raise LstmConvertError(f"the model config has no readable list of layers")
     nodes, order = {}, []
     if cls == "Sequential":
         previous = None
@@ -111,7 +111,7 @@ def graph_nodes(model_config: dict, where: str) -> tuple:
         return nodes, order, [(previous, 0, 0)]
     for entry in entries:
         name = _entry_name(entry)
-        calls, _ = _calls(entry.get("inbound_nodes", []), name, where)
+        calls, _ = _calls(entry.get("inbound_nodes", []), name)
         nodes[name] = Node(name, entry["class_name"], entry, calls)
         order.append(name)
     outputs = config.get("output_layers")
@@ -144,31 +144,31 @@ def _lstms_to_widen(nodes: dict, order: list, wanted: tuple, where: str) -> list
     if wanted:
         for name in wanted:
             if name not in nodes:
-                raise UnsupportedError(f"{where}: --lstm {name}: the model has no top-level layer named {name!r} "
+                raise UnsupportedError(f"--lstm {name}: the model has no top-level layer named {name!r} "
                                        f"(its LSTMs: {', '.join(lstms) or 'none'})")
             if nodes[name].class_name != "LSTM":
-                raise UnsupportedError(f"{where}: --lstm {name}: layer {nodes[name].label()} is not a "
+                raise UnsupportedError(f"--lstm {name}: layer {nodes[name].label()} is not a "
                                        "unidirectional LSTM")
         lstms = [n for n in lstms if n in wanted]
     for name in lstms:
         cfg = nodes[name].config
         if cfg.get("go_backwards"):
             if wanted:
-                raise UnsupportedError(f"{where}: LSTM '{name}' runs backward (go_backwards); only forward LSTMs "
+                raise UnsupportedError(f"LSTM '{name}' runs backward (go_backwards); only forward LSTMs "
                                        "can be widened")
             continue
         for option in ("return_state", "stateful"):
             if cfg.get(option):
-                raise UnsupportedError(f"{where}: LSTM '{name}' has {option}=True, which in-place widening does "
+                raise UnsupportedError(f"LSTM '{name}' has {option}=True, which in-place widening does "
                                        "not handle")
         if len(nodes[name].calls) != 1:
-            raise UnsupportedError(f"{where}: LSTM '{name}' is called {len(nodes[name].calls)} times (a shared "
+            raise UnsupportedError(f"LSTM '{name}' is called {len(nodes[name].calls)} times (a shared "
                                    "layer); in-place widening handles LSTMs called once")
     lstms = [n for n in lstms if not nodes[n].config.get("go_backwards")]
     if not lstms:
         nested = [n for n in order if nodes[n].class_name in MODEL_CLASSES and '"LSTM"' in json.dumps(nodes[n].entry)]
         inside = f" (models used as layers, here {', '.join(map(repr, nested))}, are kept as they are)" if nested else ""
-        raise UnsupportedError(f"{where}: the model holds no unidirectional top-level LSTM to widen{inside}")
+        raise UnsupportedError(f"the model holds no unidirectional top-level LSTM to widen{inside}")
     return lstms
 
 
@@ -190,7 +190,7 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
     for node, call, position in _readers(plan.nodes, tensor):
         cls, cfg = node.class_name, node.config
         if len(node.calls) != 1:
-            raise UnsupportedError(f"{where}: {node.label()} reads LSTM '{lstm}' and is called {len(node.calls)} "
+            raise UnsupportedError(f"{node.label()} reads LSTM '{lstm}' and is called {len(node.calls)} "
                                    "times (a shared layer); its weights cannot be widened for one call only")
         kind = _consumer_kind(node)
         if kind is not None:
@@ -234,24 +234,24 @@ def _consumer_kind(node: Node) -> Optional[str]:
 def _add_consumer(plan: Plan, node: Node, kind: str, blocks: list, shapes, request, where: str) -> None:
     cfg = node.config
     if kind == "conv1d" and (cfg.get("data_format", "channels_last") != "channels_last" or cfg.get("groups", 1) != 1):
-        raise UnsupportedError(f"{where}: {node.label()} reads an LSTM but is not a channels_last Conv1D with "
+        raise UnsupportedError(f"{node.label()} reads an LSTM but is not a channels_last Conv1D with "
                                "groups=1; lstmconvert cannot place the backward channels")
     if kind == "normalization":
         axis = cfg.get("axis", -1)
         rank = len(shapes.inputs(node.name)[0])
         if [a % rank for a in (axis if isinstance(axis, list) else [axis])] != [rank - 1]:
-            raise UnsupportedError(f"{where}: {node.label()} normalizes over axis {axis!r} of an LSTM's output; "
+            raise UnsupportedError(f"{node.label()} normalizes over axis {axis!r} of an LSTM's output; "
                                    "lstmconvert cannot widen it")
         if request.preserve:
             raise UnsupportedError(
-                f"{where}: {node.label()} reads the LSTM's output and mixes its features non-linearly, so no "
+                f"{node.label()} reads the LSTM's output and mixes its features non-linearly, so no "
                 "choice of weights keeps the model's function; --no-preserve widens it anyway"
             )
         plan.mixing.append(node.name)
     consumer = plan.consumers.setdefault(node.name, Consumer(node, kind))
     for block in blocks:
         if any(b.start < block.start + block.width and block.start < b.start + b.width for b in consumer.blocks):
-            raise UnsupportedError(f"{where}: {node.label()} reads overlapping LSTM features twice")
+            raise UnsupportedError(f"{node.label()} reads overlapping LSTM features twice")
         consumer.blocks.append(block)
 
 
@@ -261,7 +261,7 @@ def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: P
     label = node.label()
     if cls in _NOT_WIDENABLE:
         raise UnsupportedError(
-            f"{where}: {label} reads LSTM '{lstm}' and mixes its features in ways lstmconvert cannot see as "
+            f"{label} reads LSTM '{lstm}' and mixes its features in ways lstmconvert cannot see as "
             "Dense weights, so the backward half cannot be placed"
         )
     if cls in _ELEMENTWISE or (cls == "Activation" and cfg.get("activation") not in ("softmax", "log_softmax")):
@@ -278,7 +278,7 @@ def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: P
     elif cls == "Flatten":
         shape = shapes.inputs(node.name)[0]
         if None in shape[1:-1]:
-            raise UnsupportedError(f"{where}: {label} flattens LSTM '{lstm}' output over an unknown number of steps; "
+            raise UnsupportedError(f"{label} flattens LSTM '{lstm}' output over an unknown number of steps; "
                                    "give the model a fixed sequence length")
         steps, width = 1, shape[-1]
         for dim in shape[1:-1]:
@@ -306,10 +306,10 @@ def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: P
             return blocks  # sum over time weighted by the other operand: features stay on the last axis
     else:
         raise UnsupportedError(
-            f"{where}: {label} reads LSTM '{lstm}' output; lstmconvert does not know how to widen a {cls} "
+            f"{label} reads LSTM '{lstm}' output; lstmconvert does not know how to widen a {cls} "
             "(it widens Dense, TimeDistributed(Dense), Conv1D, LSTM and Bidirectional readers)"
         )
-    raise UnsupportedError(f"{where}: {label} reads LSTM '{lstm}' output in a way that moves or mixes its "
+    raise UnsupportedError(f"{label} reads LSTM '{lstm}' output in a way that moves or mixes its "
                            "features; lstmconvert cannot place the backward half")
 
 

@@ -175,11 +175,11 @@ def _variables(layer) -> list:
 def _assign(layer, arrays: list, where: str) -> None:
     variables = _variables(layer)
     if len(variables) != len(arrays):
-        raise LstmConvertError(f"{where}: layer '{layer.name}' has {len(variables)} variables in the rebuilt model "
+        raise LstmConvertError(f"layer '{layer.name}' has {len(variables)} variables in the rebuilt model "
                                f"but {len(arrays)} in the file")
     for variable, array in zip(variables, arrays):
         if tuple(variable.shape) != tuple(array.shape):
-            raise LstmConvertError(f"{where}: layer '{layer.name}' variable {variable.path} is {tuple(variable.shape)} "
+            raise LstmConvertError(f"layer '{layer.name}' variable {variable.path} is {tuple(variable.shape)} "
                                    f"in the rebuilt model but {array.shape} in the file")
         variable.assign(array)
 
