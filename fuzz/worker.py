@@ -33,6 +33,14 @@ def run_one(request: dict) -> dict:
         if result.get("code") == 0:
             try:
                 lstmconvert.load(request["output"])
+            except lstmconvert.errors.OutsideNeutralShapeError:
+                # Widened in place: the output is checked whole, against the mutant, in its runtime.
+                try:
+                    report = lstmconvert.verify(request["args"][1], request["output"])
+                    if not report.passed:
+                        result["load_error"] = "the output widened in place does not compute what its source did"
+                except Exception as exc:
+                    result["load_error"] = f"{type(exc).__name__}: {exc}"[:500]
             except Exception as exc:
                 result["load_error"] = f"{type(exc).__name__}: {exc}"[:500]
     result["stdout"], result["stderr"] = out.getvalue(), err.getvalue()

@@ -119,7 +119,7 @@ def open_source(path: Path) -> Source:
         raise UnsupportedError(
             f"holds pickled objects lstmconvert does not load ({', '.join(checkpoint.stood_in) or 'unknown'}); an "
             "in-place edit would have to write them back: save the state_dict (and plain values) on its own")
-    checkpoint = _unwrap(path, obj, "state_dict")
+    checkpoint = _unwrap(obj, "state_dict")
     where = _locate(obj, checkpoint.tensors)
     if where is None:  # pragma: no cover - _unwrap found it, so it is there
         raise ReadError(path, "could not locate the state_dict inside the checkpoint")
