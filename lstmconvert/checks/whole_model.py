@@ -168,10 +168,9 @@ def _run(module, path: Path, feed: dict, label: str) -> list:
     except MissingDependencyError:
         raise
     except Exception as exc:
-        problem = " ".join(str(exc).split())[:300]
-        where = "" if str(path) in problem else f"{path}: "
-        raise LstmConvertError(f"{where}SRC failed to run on input {label}: {problem} (if the file only runs at some "
-                               "shapes, choose them with --batch/--steps)") from exc
+        problem = " ".join((exc.problem if isinstance(exc, LstmConvertError) else str(exc)).split())[:300]
+        raise LstmConvertError(f"SRC failed to run on input {label}: {problem} (if the file only runs at some "
+                               "shapes, choose them with --batch/--steps)").at(path) from exc
 
 
 def _check_same_signature(src: Path, dst: Path, a: list, b: list) -> None:
