@@ -18,6 +18,7 @@ from onnx import numpy_helper
 from ...options import EditRequest
 from ...widening import Initialiser
 from .graph_index import GraphIndex, describe
+from .node_arguments import fresh_name
 
 
 @dataclass
@@ -89,12 +90,7 @@ class EditContext:
                 used.update(node.output)
                 used.add(node.name)
             self._used = used
-        name, k = hint, 1
-        while name in self._used:
-            name = f"{hint}_{k}"
-            k += 1
-        self._used.add(name)
-        return name
+        return fresh_name(hint, self._used)
 
     # -- recording -----------------------------------------------------------------------------------
     def value(self, node: onnx.NodeProto, slot: int) -> Optional[np.ndarray]:

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .node_arguments import fresh_name
 from .weight_stream import PendingTensor
 
 # Float initializers from this size on are written by weight_stream, straight from numpy memory.
@@ -26,12 +27,7 @@ class GraphBuilder:
 
     def fresh(self, hint: str) -> str:
         """A name not used yet, based on ``hint``."""
-        name, k = hint, 1
-        while name in self._used:
-            name = f"{hint}_{k}"
-            k += 1
-        self._used.add(name)
-        return name
+        return fresh_name(hint, self._used)
 
     def reserve(self, name: str) -> None:
         self._used.add(name)

@@ -68,3 +68,13 @@ def clamp_slice(start: int, end: int, step: int, size: int) -> tuple:
 
 
 __all__ = ["describe", "attribute", "axes_argument", "slice_arguments", "clamp_slice"]
+
+
+def fresh_name(hint: str, used: set) -> str:
+    """A name not in ``used`` (``hint``, else ``hint_1``, ``hint_2``...), added to ``used``."""
+    name, k = hint, 1
+    while name in used:
+        name = f"{hint}_{k}"
+        k += 1
+    used.add(name)
+    return name
