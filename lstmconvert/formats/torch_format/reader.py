@@ -35,7 +35,7 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
             raise ReadError(path, f"damaged lstmconvert metadata ({exc})") from exc
     else:
         shapes = {key: tuple(t.shape) for key, t in checkpoint.tensors.items()}
-        naming = discover(path, shapes, hints)
+        naming = discover(path, shapes, hints, checkpoint.ordered)
     used = _used_keys(path, checkpoint, naming)
     _refuse_leftovers(path, checkpoint, used)
     problem = embedding_problem(checkpoint.tree, naming.embedding)
