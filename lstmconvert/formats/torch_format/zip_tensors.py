@@ -113,12 +113,13 @@ def strided_view(storage: np.ndarray, offset: int, size: tuple, stride: tuple) -
         raise ZipRefusal("a tensor's offset, size or stride is not a list of integers")
     if offset < 0 or any(n < 0 for n in size) or any(s < 0 for s in stride):
         raise ZipRefusal("a tensor has a negative offset, size or stride")
-    if 0 in size:
-        return np.empty(size, storage.dtype)
+    itemsize = storage.dtype.itemsize
+    if 0 in size:  # no element to reach: any stride is safe
+        return np.lib.stride_tricks.as_strided(np.empty(0, storage.dtype), shape=size,
+                                               strides=tuple(s * itemsize for s in stride))
     last = offset + sum((n - 1) * s for n, s in zip(size, stride))
     if last >= storage.size:
         raise ZipRefusal(f"a tensor reaches element {last} of a storage of {storage.size} elements")
-    itemsize = storage.dtype.itemsize
     return np.lib.stride_tricks.as_strided(storage[offset:], shape=size, strides=tuple(s * itemsize for s in stride),
                                            writeable=storage.flags.writeable)
 
