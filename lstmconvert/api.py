@@ -10,6 +10,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from . import progress
 from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
@@ -41,7 +42,8 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
         raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
     module = format_module(info)
     try:
-        model = module.read(path, ReadHints(**hints))
+        with progress.phase("reading", path.stat().st_size):
+            model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
         return model.validate()
     except LstmConvertError as exc:
@@ -76,13 +78,19 @@ def save(
 
     def produce(staged: Path) -> None:
         try:
-            module.write(model, staged, WriteOptions(opset=opset))
+            with progress.phase("writing", model_nbytes(model)):
+                module.write(model, staged, WriteOptions(opset=opset))
         except LstmConvertError as exc:
             if str(path.name) in str(exc):
                 raise
             raise WriteError(path, str(exc)) from exc
 
     return _write_staged(path, force, produce)
+
+
+def model_nbytes(model: SequenceModel) -> int:
+    """The bytes of the model's weights (what a writer writes, give or take its headers)."""
+    return sum(array.nbytes for array in model.arrays().values())
 
 
 def widen_in_place(

@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from .. import progress
 from ..api import load
 from ..errors import LstmConvertError, MissingDependencyError
 from ..model import SequenceModel
@@ -45,7 +46,8 @@ class LoadedFile:
         """The file's output in its own framework's runtime (remembered per input batch)."""
         key = (data.shape, data.dtype.str, data.tobytes())
         if key not in self._outputs:
-            self._outputs[key] = np.asarray(format_module(self.info).run(self.path, self.model, data))
+            with progress.phase(f"running {self.path.name}"):
+                self._outputs[key] = np.asarray(format_module(self.info).run(self.path, self.model, data))
         return self._outputs[key]
 
 

@@ -45,6 +45,9 @@ def _one_line(text: str) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    from .. import progress
+
+    progress.clear()  # a bar on the same terminal would garble the line
     click.echo(f"lstmconvert: warning: {_one_line(str(message))}", err=True)
 
 

@@ -32,14 +32,25 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
 @click.option("--consumer", "consumers", multiple=True, metavar="PREFIX[,PREFIX...]",
               help="PyTorch state_dict: the modules that read the --lstm's output (nn.Linear, nn.Conv1d, "
                    "nn.LSTM), widened on their input features; repeatable.")
+@click.option("--quiet", is_flag=True, help="No progress bar (shown on a terminal when a step takes over 1 s).")
 @read_hint_options
 def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
-            dtype, opset, force, lstms, consumers, **kwargs) -> int:
+            dtype, opset, force, lstms, consumers, quiet, **kwargs) -> int:
     """Convert SRC to a bidirectional model (or only its format) and write it to DST.
 
     A model with layers outside [Embedding] -> LSTM stack -> [Dense head] (a conv front end,
     attention, several inputs...) is widened in place, in its own format.
     """
+    from .. import progress
+
+    with progress.session(progress.wanted(quiet), "converting"):
+        return _convert(src, dst, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
+                        dtype, opset, force, lstms, consumers, **kwargs)
+
+
+def _convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
+             dtype, opset, force, lstms, consumers, **kwargs) -> int:
+    from .. import progress
     from ..api import load, save
     from ..convert import to_bidirectional
     from ..errors import LstmConvertError, OutsideNeutralShapeError
@@ -60,10 +71,12 @@ def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed,
         model = model.astype(_numpy_dtype(dtype))
     if not keep_direction:
         try:
-            model = to_bidirectional(model, backward=backward, merge=merge, preserve=preserve, seed=seed)
+            with progress.phase("converting"):
+                model = to_bidirectional(model, backward=backward, merge=merge, preserve=preserve, seed=seed)
         except LstmConvertError as exc:
             raise LstmConvertError(f"{src}: {exc}") from exc
     written = save(model, dst, format=dst_format, force=force, opset=opset)
+    progress.clear()
     verdict = model.meta.get("preservation")
     summary = "format only" if keep_direction else f"bidirectional, merge={merge}, backward={backward}"
     click.echo(f"wrote {', '.join(map(str, written))} ({summary})")
