@@ -55,7 +55,12 @@ class PickleRefusal(ZipRefusal):
 
 
 class _Marker:
-    """A PyTorch name the file uses as data, never called: a storage type, a dtype, torch.Tensor."""
+    """A PyTorch name the file uses as data, never called: a storage type, a dtype, torch.Tensor.
+
+    Slots, so a pickle cannot BUILD new attributes (say, another dtype) onto it.
+    """
+
+    __slots__ = ("name", "value")
 
     def __init__(self, name: str, value: str = "") -> None:
         self.name = name
@@ -137,7 +142,7 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, stream, storages: StorageFile) -> None:
         super().__init__(stream, encoding="utf-8")
         self.storages = storages
-        self.views: list = []  # (array, storage key, whole storage?) of every tensor built
+        self.views: list = []  # (array, id of its storage, whole storage?) of every tensor built
         self.used: set = set()  # names whose stand-in was instantiated
         self.stand_ins: dict = {}
 
@@ -146,7 +151,7 @@ class _Unpickler(pickle.Unpickler):
         module, name = python3_name(module, name)
         full = f"{module}.{name}"
         if module.split(".")[0] in BLOCKED_MODULES:  # the scan refused these already; never reached
-            raise PickleRefusal(f"refers to {full}")
+            raise PickleRefusal(f"refers to {full}, from a module PyTorch's restricted loader blocks")
         known = self._known(module, name, full)
         if known is not None:
             return known
