@@ -32,7 +32,8 @@ from .common import FORMAT_CHOICE, hints_from, read_hint_options
 @click.option("--consumer", "consumers", multiple=True, metavar="PREFIX[,PREFIX...]",
               help="PyTorch state_dict: the modules that read the --lstm's output (nn.Linear, nn.Conv1d, "
                    "nn.LSTM), widened on their input features; repeatable.")
-@click.option("--quiet", is_flag=True, help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
 @read_hint_options
 def convert(src: Path, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
             dtype, opset, force, lstms, consumers, quiet, **kwargs) -> int:

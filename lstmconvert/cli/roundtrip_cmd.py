@@ -21,7 +21,8 @@ from .verify_cmd import input_shape_options
 @click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
               help="Write the intermediate files into this existing folder and keep them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-@click.option("--quiet", is_flag=True, help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
 @read_hint_options
 def roundtrip(src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, keep, as_json, quiet, **kwargs) -> int:
     """Write SRC (as it is) through each format and read it back: weights must come back

@@ -47,7 +47,8 @@ def input_shape_options(func):
 @input_shape_options
 @click.option("--no-diagnose", is_flag=True, help="On a mismatch, skip the search for the likely cause.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
-@click.option("--quiet", is_flag=True, help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
 @read_hint_options
 def verify(src: Path, dst: Path, src_format, dst_format, expect, seed, batch_sizes, steps, atol, rtol, no_diagnose,
            as_json, quiet, **kwargs) -> int:
