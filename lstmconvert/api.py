@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from . import progress
 from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
@@ -48,7 +49,7 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     info = format_for_path(path, format)
     _check_source(path)
     module = _format_module(info, path)
-    with _reading(path, info):
+    with _reading(path, info), progress.phase("reading", path.stat().st_size):
         model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
         return model.validate()
@@ -75,9 +76,15 @@ def save(
     module = _format_module(info, path)
 
     def produce(staged: Path) -> None:
-        module.write(model, staged, WriteOptions(opset=opset))
+        with progress.phase("writing", model_nbytes(model)):
+            module.write(model, staged, WriteOptions(opset=opset))
 
     return _write_staged(path, force, produce)
+
+
+def model_nbytes(model: SequenceModel) -> int:
+    """The bytes of the model's weights (what a writer writes, give or take its headers)."""
+    return sum(array.nbytes for array in model.arrays().values())
 
 
 def widen_in_place(

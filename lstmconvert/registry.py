@@ -56,9 +56,9 @@ class FormatInfo:
 FORMATS = {
     info.name: info
     for info in (
-        FormatInfo("torch", "lstmconvert.formats.torch_format", (".pt", ".pth", ".pt2", ".ckpt", ".bin"), "torch",
-                   "PyTorch state_dict (.pt/.pth, Lightning .ckpt, pytorch_model.bin) or torch.export program (.pt2)",
-                   read_hints=True),
+        FormatInfo("torch", "lstmconvert.formats.torch_format", (".pt", ".pth", ".pt2", ".ckpt", ".bin", ".safetensors"),
+                   "torch", "PyTorch state_dict (.pt/.pth, Lightning .ckpt, pytorch_model.bin, .safetensors) or "
+                   "torch.export program (.pt2)", read_hints=True),
         FormatInfo("keras", "lstmconvert.formats.keras_format", (".keras", ".h5", ".hdf5"), "keras",
                    "Keras 3 archive (.keras) or full-model HDF5 (.h5)"),
         FormatInfo("onnx", "lstmconvert.formats.onnx_format", (".onnx",), "onnx",

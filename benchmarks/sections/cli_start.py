@@ -10,7 +10,7 @@ from ..measure import (Job, MeasurementFailed, interleaved, lstmconvert_command,
 from ..report import Row, at_most, failed, seconds
 
 SECTION = "1 start"
-HELP_LIMIT = 0.3  # seconds
+HELP_LIMIT = 0.1  # seconds
 SOURCES = {
     "torch": FIXTURES / "torch" / "tagger.pt",
     "keras": FIXTURES / "keras" / "tagger.keras",

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from ..agreement import agreement_note, runs_at
 from ..context import FIXTURES, Context
-from ..measure import Job, MeasurementFailed, interleaved, lstmconvert_command, median_seconds, python, remove_output, script
+from ..measure import (Job, MeasurementFailed, interleaved, lstmconvert_command, median_seconds, python,
+                       remove_output, run_cold, script)
 from ..report import Row, at_most, failed, seconds
 
 SECTION = "2 tagger"
-DYNAMO_LIMIT, TORCHSCRIPT_LIMIT, FLOOR_LIMIT = 0.2, 0.8, 0.3
+DYNAMO_LIMIT, TORCHSCRIPT_LIMIT, FLOOR_LIMIT = 0.05, 0.2, 0.3
+SAFETENSORS_LIMIT = 0.2  # .safetensors→.onnx against the dynamo=False script
 CHECK_STEPS = 10  # sequence length of the agreement check; also the dynamo exporter's example length
 TORCH_TAGGER = FIXTURES / "torch" / "tagger.pt"
 KERAS_TAGGER = FIXTURES / "keras" / "tagger.keras"
@@ -34,15 +36,23 @@ def run(ctx: Context) -> list:
 
 
 def _torch_rows(ctx: Context) -> list:
-    ours_out = ctx.path("tagger_ours.onnx")
+    ours_out, safetensors_out = ctx.path("tagger_ours.onnx"), ctx.path("tagger_ours_st.onnx")
     outputs = {"dynamo": ctx.path("tagger_user_dynamo.onnx"), "dynamo=False": ctx.path("tagger_user_ts.onnx")}
     user = [python(), script("user_torch_to_onnx.py"), TORCH_TAGGER]
+    safetensors_tagger = ctx.path("tagger.safetensors")
+    made = run_cold([python(), "-c", "import sys, torch, safetensors.torch as st; "
+                     "st.save_file(torch.load(sys.argv[1], weights_only=True), sys.argv[2])",
+                     TORCH_TAGGER, safetensors_tagger])  # as a user saves their state_dict (untimed)
     jobs = {
         "ours": _writes(lstmconvert_command() + ["convert", TORCH_TAGGER, "-o", ours_out, "--force"], ours_out),
+        "ours .safetensors": _writes(lstmconvert_command() + ["convert", safetensors_tagger, "-o", safetensors_out,
+                                                              "--force"], safetensors_out),
         "dynamo": _writes(user + [outputs["dynamo"], f"--example-steps={CHECK_STEPS}"], outputs["dynamo"]),
         "dynamo=False": _writes(user + [outputs["dynamo=False"], "--no-dynamo"], outputs["dynamo=False"]),
-        "floor": _floor("torch, onnx"),
+        "floor": _floor("onnx"),
     }
+    if not made.ok:
+        del jobs["ours .safetensors"]
     results = interleaved(jobs, ctx.preset.repeats)
     if isinstance(results["ours"], MeasurementFailed):
         return [failed(SECTION, ".pt→bi .onnx, CLI", str(results["ours"]), f"≤ {DYNAMO_LIMIT}× dynamo script")]
@@ -57,12 +67,27 @@ def _torch_rows(ctx: Context) -> list:
         rows.append(Row(SECTION, measurement, seconds(ours), seconds(theirs), ours / theirs, f"≤ {limit}×",
                         at_most(ours / theirs, limit)))
         ctx.note(agreement_note(f"tagger .pt→.onnx, user script ({label})", ours_out, outputs[label], 12, CHECK_STEPS))
+    rows.append(_safetensors_row(ctx, results, safetensors_out, ours_out))
     problem = runs_at(outputs["dynamo"], 12, CHECK_STEPS + 3) if outputs["dynamo"].exists() else None
     if problem:
         ctx.note(f"the dynamo export, traced with {CHECK_STEPS} steps, fails on {CHECK_STEPS + 3} steps despite "
                  f"its dynamic time axis: {problem}")
-    rows.append(_floor_row(".pt→bi .onnx: CLI vs `import torch, onnx`", ours, results["floor"], FLOOR_LIMIT))
+    rows.append(_floor_row(".pt→bi .onnx: CLI vs `import onnx` (all it imports)", ours, results["floor"],
+                           FLOOR_LIMIT))
     return rows
+
+
+def _safetensors_row(ctx: Context, results: dict, output, pt_output) -> Row:
+    """The same tagger saved with safetensors.torch.save_file, converted by the CLI."""
+    measurement = ".safetensors→bi .onnx: CLI vs user script (.pt), torch.onnx.export dynamo=False"
+    ours = results.get("ours .safetensors")
+    if ours is None or isinstance(ours, MeasurementFailed) or isinstance(results["dynamo=False"], MeasurementFailed):
+        return failed(SECTION, measurement, str(ours or "could not write the .safetensors file"),
+                      f"≤ {SAFETENSORS_LIMIT}×")
+    ours, theirs = median_seconds(ours), median_seconds(results["dynamo=False"])
+    ctx.note(agreement_note("tagger .safetensors→.onnx against .pt→.onnx", output, pt_output, 12, CHECK_STEPS))
+    return Row(SECTION, measurement, seconds(ours), seconds(theirs), ours / theirs, f"≤ {SAFETENSORS_LIMIT}×",
+               at_most(ours / theirs, SAFETENSORS_LIMIT))
 
 
 def _keras_rows(ctx: Context) -> list:

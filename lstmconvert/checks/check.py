@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from .. import progress
 from ..api import load, run_loaded
 from ..errors import LstmConvertError, MissingDependencyError
 from ..model import SequenceModel
@@ -46,7 +47,8 @@ class LoadedFile:
         """The file's output in its own framework's runtime (remembered per input batch)."""
         key = (data.shape, data.dtype.str, data.tobytes())
         if key not in self._outputs:
-            self._outputs[key] = np.asarray(run_loaded(self.path, self.model, data, format=self.info.name))
+            with progress.phase(f"running {self.path.name}"):
+                self._outputs[key] = np.asarray(run_loaded(self.path, self.model, data, format=self.info.name))
         return self._outputs[key]
 
 

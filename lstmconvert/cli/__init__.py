@@ -51,6 +51,9 @@ def _one_line(text: str) -> str:
 
 
 def _show_warning(text: str) -> None:
+    from .. import progress
+
+    progress.clear()  # a bar on the same terminal would garble the line
     click.echo(f"lstmconvert: warning: {text}", err=True)
 
 

@@ -41,10 +41,12 @@ from .rules import InapplicableOptionError, refuse_given, refuse_read_hints
 @click.option("--consumer", "consumers", multiple=True, metavar="PREFIX[,PREFIX...]",
               help="PyTorch state_dict: the modules that read the --lstm's output (nn.Linear, nn.Conv1d, "
                    "nn.LSTM), widened on their input features; repeatable.")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
 @read_hint_options
 @click.pass_context
 def convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
-            dtype, opset, force, jobs, as_json, lstms, consumers, **kwargs) -> int:
+            dtype, opset, force, jobs, as_json, lstms, consumers, quiet, **kwargs) -> int:
     """Convert SRC to a bidirectional model (or only its format) and write it to the output.
 
     Several SRC files (or an output ending in '/') convert into a folder, each to
@@ -54,6 +56,16 @@ def convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, se
     A model with layers outside [Embedding] -> LSTM stack -> [Dense head] (a conv front end,
     attention, several inputs...) is widened in place, in its own format.
     """
+    from .. import progress
+
+    with progress.session(progress.wanted(quiet), "converting"):
+        return _convert(ctx, sources, dst, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
+                        dtype, opset, force, jobs, as_json, lstms, consumers, **kwargs)
+
+
+def _convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, seed, preserve, keep_direction,
+             dtype, opset, force, jobs, as_json, lstms, consumers, **kwargs) -> int:
+    from .. import progress
     from ..errors import LstmConvertError, OutsideNeutralShapeError
 
     into_folder = len(sources) > 1 or dst.is_dir() or str(dst).endswith(("/", os.sep))
@@ -97,6 +109,7 @@ def convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, se
                 f"in-place widening keeps every other layer{alone} ({detail})", exc.layer) from exc
         return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
                                (), (), keep_direction=False, dtype=dtype, opset=opset, as_json=as_json)
+    progress.clear()
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return 0

@@ -22,18 +22,22 @@ from .verify_cmd import input_shape_options
 @click.option("--keep", type=click.Path(path_type=Path, file_okay=False),
               help="Write the intermediate files into this existing folder and keep them.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
 @read_hint_options
 @click.pass_context
-def roundtrip(ctx, src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, keep, as_json, **kwargs) -> int:
+def roundtrip(ctx, src: Path, via, src_format, seed, batch_sizes, steps, atol, rtol, keep, as_json, quiet, **kwargs) -> int:
     """Write SRC (as it is) through each format and read it back: weights must come back
     bit-exact and every format's runtime must compute what SRC's runtime computes.
 
     Exit status: 0 if every hop passes, 1 if one fails, 2 if SRC cannot be read or run.
     """
+    from .. import progress
     from ..checks import roundtrip as run_roundtrip
 
     refuse_read_hints(ctx, [src], src_format)
-    report = run_roundtrip(src, via=via, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
-                           src_format=src_format, keep=keep, **hints_from(kwargs))
+    with progress.session(progress.wanted(quiet), "roundtrip"):
+        report = run_roundtrip(src, via=via, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
+                               src_format=src_format, keep=keep, **hints_from(kwargs))
     click.echo(report.to_json() if as_json else report.render_text())
     return 0 if report.passed else 1

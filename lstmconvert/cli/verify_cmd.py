@@ -48,22 +48,27 @@ def input_shape_options(func):
 @input_shape_options
 @click.option("--no-diagnose", is_flag=True, help="On a mismatch, skip the search for the likely cause.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
+@click.option("--quiet", is_flag=True,
+              help="No progress bar (otherwise shown on a terminal once the command has run for 1 s).")
 @read_hint_options
 @click.pass_context
 def verify(ctx, src: Path, dst: Path, src_format, dst_format, expect, seed, batch_sizes, steps, atol, rtol, no_diagnose,
-           as_json, **kwargs) -> int:
+           as_json, quiet, **kwargs) -> int:
     """Run SRC and DST in their own frameworks on the same seeded inputs and compare.
 
     Exit status: 0 if DST matches, 1 on a mismatch (the failing inputs and the likely cause are
     printed), 2 if a file cannot be read or run.
     """
+    from .. import progress
     from ..checks import verify as run_verify
     from ..registry import format_for_path
 
     # The read hints describe SRC (and a PyTorch DST); they must fit at least one of the two files.
     if any(given(ctx, name) for name in READ_HINTS) and not format_for_path(dst, dst_format).read_hints:
         refuse_read_hints(ctx, [src], src_format)
-    report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps,
-                        src_format=src_format, dst_format=dst_format, diagnose=not no_diagnose, **hints_from(kwargs))
+    with progress.session(progress.wanted(quiet), "verifying"):
+        report = run_verify(src, dst, expect=expect, seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes,
+                            steps=steps, src_format=src_format, dst_format=dst_format, diagnose=not no_diagnose,
+                            **hints_from(kwargs))
     click.echo(report.to_json() if as_json else report.render_text())
     return 0 if report.passed else 1

@@ -21,6 +21,7 @@ from ...capabilities import capabilities, check_carries
 from ...errors import UnsupportedError, WriteError
 from ...model import LSTMDirection, LSTMLayer, SequenceModel
 from ...options import WriteOptions
+from .archive_writer import save_archive
 from .config import keras3_activation
 from .frameworks import import_keras
 
@@ -45,7 +46,7 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
             "a backward-only layer with output in time order needs a flip operation, which "
             "Keras 3 cannot reload from HDF5; write .keras instead"
         )
-    keras_model = build_keras_model(model)
+    keras_model, stack = build_keras_skeleton(model)
     if not model.batch_first and not capabilities("keras").time_major:
         warnings.warn(
             f"{path.name}: Keras models are batch-major, so this file takes (batch, time, ...) input where "
@@ -53,6 +54,9 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
             LayoutWarning,
             stacklevel=2,
         )
+    if suffix == ".keras" and save_archive(keras_model, _values_by_variable(stack), path):
+        return
+    _set_weights(stack)
     keras_model.save(str(path))
 
 
@@ -82,7 +86,37 @@ def check_writable(model: SequenceModel) -> None:
 
 
 def build_keras_model(model: SequenceModel):
-    """The Keras 3 model computing ``model``, weights set.
+    """The Keras 3 model computing ``model``, weights set."""
+    keras_model, stack = build_keras_skeleton(model)
+    _set_weights(stack)
+    return keras_model
+
+
+def _set_weights(stack: list) -> None:
+    for item, weights in stack:
+        if weights is not None:
+            item.set_weights(weights)
+
+
+def _values_by_variable(stack: list) -> dict:
+    """{id(Keras variable): the array it should hold}, in each layer's ``weights`` order (set_weights')."""
+    values = {}
+    for item, weights in stack:
+        if weights is None:
+            continue
+        if len(item.weights) != len(weights):
+            raise WriteError(item.name, f"Keras built {len(item.weights)} weights, lstmconvert has {len(weights)}")
+        for variable, array in zip(item.weights, weights):
+            if tuple(variable.shape) != tuple(array.shape):
+                raise WriteError(item.name, f"Keras variable {variable.path} has shape {tuple(variable.shape)}, "
+                                            f"the array {tuple(array.shape)}")
+            values[id(variable)] = array
+    return values
+
+
+def build_keras_skeleton(model: SequenceModel) -> tuple:
+    """The Keras 3 model computing ``model``, its variables not yet set (zeros), and the layer stack:
+    [(Keras layer, the arrays its ``weights`` should hold, or None)].
 
     A Sequential model unless a backward-only layer must be flipped back into time order: Keras 3
     cannot reload a Functional model's mask or flip operations from HDF5, a Sequential one it can.
@@ -98,6 +132,7 @@ def build_keras_model(model: SequenceModel):
         embedding = layers.Embedding(
             model.embedding.vocab_size, model.embedding.dim, mask_zero=model.masked,
             dtype=str(model.embedding.weight.dtype), name=names.embedding(),
+            embeddings_initializer="zeros",  # overwritten; the default is put back before saving
         )
         stack.append((embedding, [model.embedding.weight]))
     else:
@@ -126,11 +161,8 @@ def build_keras_model(model: SequenceModel):
         keras_model = keras.Model(inputs, x, name=names.model())
     else:
         keras_model = keras.Sequential([item for item, _ in stack], name=names.model())
-    for item, weights in stack:
-        if weights is not None:
-            item.set_weights(weights)
     _restore_default_initializers(keras, keras_model, dtype)
-    return keras_model
+    return keras_model, stack
 
 
 def _restore_default_initializers(keras, keras_model, dtype: str) -> None:
@@ -140,6 +172,8 @@ def _restore_default_initializers(keras, keras_model, dtype: str) -> None:
     and TensorFlow's QR has no bfloat16 kernel.
     """
     for layer in keras_model.layers:
+        if hasattr(layer, "embeddings_initializer"):
+            layer.embeddings_initializer = keras.initializers.get("uniform")
         wrapped = [layer.forward_layer, layer.backward_layer] if hasattr(layer, "forward_layer") else [layer]
         for lstm in wrapped:
             if hasattr(lstm, "cell") and hasattr(lstm.cell, "recurrent_initializer"):

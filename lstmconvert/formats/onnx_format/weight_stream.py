@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from ...progress import advance
+
 _MODEL_GRAPH = (7 << 3) | 2  # ModelProto.graph, length-delimited
 _GRAPH_INITIALIZER = (5 << 3) | 2  # GraphProto.initializer
 _TENSOR_RAW_DATA = (9 << 3) | 2  # TensorProto.raw_data
@@ -48,6 +50,7 @@ class PendingTensor:
     def write_bytes(self, handle) -> None:
         for part in self.parts:
             handle.write(np.ascontiguousarray(part).reshape(-1).view(np.uint8).data)
+            advance(part.nbytes)  # the progress bar, when a command shows one
 
 
 def _varint(value: int) -> bytes:

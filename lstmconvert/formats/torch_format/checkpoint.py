@@ -1,6 +1,10 @@
 """Open a PyTorch file without running code from it, and find the state_dict inside.
 
-* ``torch.save`` files (.pt/.pth/.ckpt/.bin, zip or legacy): ``torch.load(weights_only=True)``, which
+* ``torch.save`` zip archives (.pt/.pth/.ckpt/.bin): read without PyTorch by ``zip_unpickler``, a
+  restricted unpickler over memory-mapped numpy arrays that accepts what the next point accepts.
+  Archives it leaves to PyTorch (quantized, sparse or meta tensors...) take the next path; a file
+  it refuses is refused, never retried.
+* Other ``torch.save`` files (legacy, and the above): ``torch.load(weights_only=True)``, which
   rebuilds tensors and plain containers only. A file that also pickles other objects (an
   ``argparse.Namespace``, numpy scalars) is loaded the same restricted way with inert stand-ins in
   place of those objects (see ``stand_ins``): their classes are never imported or called, and the
@@ -31,12 +35,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import torch
-
-from ...errors import ReadError
+from ...errors import ReadError, require
 from .config import EXTRA_FILE, METADATA_KEY
 from .module_tree import pickled_module, script_tree, strip_tree
+from .safetensors_io import SUFFIX as SAFETENSORS_SUFFIX
+from .safetensors_io import load_safetensors
 from .stand_ins import StandIn, UnloadableObject, load_with_stand_ins, pickled_head
+from .tensors import is_tensor
+from .zip_tensors import NotCovered, ZipRefusal
+from .zip_unpickler import PickleRefusal, load_zip
 
 # Keys of an nn.LSTM parameter: <module prefix>.<param>_l<layer>[_reverse]
 LSTM_KEY = re.compile(r"^(?:(?P<module>.+)\.)?(?P<param>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)(?P<reverse>_reverse)?$")
@@ -51,7 +58,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 class Checkpoint:
     """A file's state_dict, unwrapped, plus what lstmconvert may have stored with it."""
 
-    tensors: dict  # key -> torch.Tensor, in file order, wrapper prefixes removed
+    tensors: dict  # key -> numpy array or torch.Tensor (see tensors.is_tensor), in file order, prefixes removed
     kind: str  # "state_dict", "torchscript" or "export"
     blob: Optional[str] = None  # lstmconvert's metadata JSON, if lstmconvert wrote the file
     container: Optional[str] = None  # where in the file the state_dict sat, e.g. "model_state_dict"
@@ -60,10 +67,16 @@ class Checkpoint:
     other: list = field(default_factory=list)  # "key (type)" of the state_dict's entries that are not tensors
     stood_in: list = field(default_factory=list)  # names of pickled objects replaced by stand-ins (not loaded)
     tree: Optional[dict] = None  # module classes and settings, when the file holds modules (see module_tree)
+    ordered: bool = True  # the keys are in the state_dict's order (not so in a .safetensors file)
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
     """Read ``path`` safely and return its (unwrapped) state_dict; ReadError on anything else."""
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        tensors, blob = load_safetensors(path)
+        checkpoint = _unwrap(tensors, "safetensors")
+        checkpoint.blob, checkpoint.ordered = blob, False
+        return checkpoint
     if zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -90,6 +103,20 @@ def _load_state_dict_file(path: Path) -> Checkpoint:
                               "(gunzip, or gzip.open + torch.save to a new file)")
     if not zipfile.is_zipfile(path) and not _starts_with(path, b"\x80"):
         raise ReadError("not a PyTorch checkpoint (neither a torch.save zip archive nor a legacy torch.save file)")
+    if zipfile.is_zipfile(path):
+        try:
+            obj, stood_in = load_zip(path)
+            return _unwrap(obj, "state_dict", stood_in)
+        except NotCovered:
+            pass  # an archive of a kind PyTorch's own loader reads: below
+        except PickleRefusal as exc:
+            raise ReadError(str(exc)) from exc
+        except ZipRefusal as exc:
+            raise ReadError(f"is not a torch.save archive lstmconvert reads safely: {exc}; refused, nothing "
+                            "from it was executed") from exc
+        except UnloadableObject as exc:
+            raise _unloadable_error(exc) from exc
+    torch = require("torch", "torch", f"reading {path.name} (not a plain torch.save zip archive)")
     stood_in: list = []
     try:
         with warnings.catch_warnings():
@@ -107,12 +134,16 @@ def _load_with_stand_ins(path: Path) -> tuple:
     try:
         return load_with_stand_ins(path)
     except UnloadableObject as exc:
-        raise ReadError(
-            f"holds a pickled {exc.name}, {exc.reason}. Nothing from it was executed. If you trust the file, "
-            "save the weights on their own: torch.save(model.state_dict(), path)",
-        ) from exc
+        raise _unloadable_error(exc) from exc
     except Exception as exc:
         raise _load_error(path, exc) from exc
+
+
+def _unloadable_error(exc: UnloadableObject) -> ReadError:
+    return ReadError(
+        f"holds a pickled {exc.name}, {exc.reason}. Nothing from it was executed. If you trust the file, "
+        "save the weights on their own: torch.save(model.state_dict(), path)",
+    )
 
 
 def _load_error(path: Path, exc: Exception) -> ReadError:
@@ -153,6 +184,7 @@ def _reason(exc: Exception) -> str:
 
 
 def _load_torchscript(path: Path) -> Checkpoint:
+    torch = require("torch", "torch", "reading TorchScript archives")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit is deprecated in favour of torch.export
@@ -163,6 +195,7 @@ def _load_torchscript(path: Path) -> Checkpoint:
 
 
 def _load_export(path: Path) -> Checkpoint:
+    torch = require("torch", "torch", "reading torch.export programs (.pt2)")
     check_export_archive(path)
     extra = {EXTRA_FILE: ""}
     try:
@@ -193,6 +226,8 @@ def check_export_archive(path: Path) -> None:
 
 
 def _check_weights_only(payload: bytes, what: str) -> None:
+    import torch
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -203,7 +238,7 @@ def _check_weights_only(payload: bytes, what: str) -> None:
 
 # -- unwrapping --------------------------------------------------------------------------------
 def has_lstm_keys(mapping: Mapping) -> bool:
-    return any(isinstance(k, str) and LSTM_KEY.match(k) and isinstance(v, torch.Tensor) for k, v in mapping.items())
+    return any(isinstance(k, str) and LSTM_KEY.match(k) and is_tensor(v) for k, v in mapping.items())
 
 
 def _unwrap(obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict] = None) -> Checkpoint:
@@ -212,7 +247,8 @@ def _unwrap(obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict
     if isinstance(obj, StandIn):
         raise ReadError(f"holds a pickled {obj.kind} object (not loaded), not a state_dict or a module")
     elif not isinstance(obj, Mapping):
-        raise ReadError(f"holds a {type(obj).__name__}, not a state_dict (a mapping of parameter names to tensors)")
+        kind = "Tensor" if is_tensor(obj) else type(obj).__name__
+        raise ReadError(f"holds a {kind}, not a state_dict (a mapping of parameter names to tensors)")
     elif not obj:
         raise ReadError("holds an empty dict, not a state_dict with LSTM weights")
     state, container, found_tree = _find_state_dict(obj)
@@ -223,8 +259,8 @@ def _unwrap(obj: object, kind: str, stood_in: Sequence = (), tree: Optional[dict
     if isinstance(entry, Mapping) and isinstance(entry.get("config"), str):
         blob = entry["config"]
     versions = {k: dict(v) for k, v in metadata.items() if k != METADATA_KEY and isinstance(v, Mapping)}
-    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
-    other = [f"{k} ({_type_name(v)})" for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    tensors = {k: v for k, v in state.items() if is_tensor(v)}
+    other = [f"{k} ({_type_name(v)})" for k, v in state.items() if not is_tensor(v)]
     tensors, stripped = _strip_prefixes(tensors)
     if not tensors:
         raise ReadError("holds no tensors")
@@ -292,7 +328,7 @@ def _no_lstm_problem(state: Mapping) -> str:
     if cells:
         return (f"holds nn.LSTMCell weights ({', '.join(cells[:3])}): a cell is stepped through time by your own "
                 "code, which the file does not record; lstmconvert reads nn.LSTM layers (weight_ih_l0, ...)")
-    tensors = sum(isinstance(v, torch.Tensor) for v in state.values())
+    tensors = sum(is_tensor(v) for v in state.values())
     return (f"no LSTM in it: none of its {tensors} top-level tensors (nor any nested state_dict) is named like "
             "an nn.LSTM parameter (weight_ih_l0, weight_hh_l0, ...)")
 

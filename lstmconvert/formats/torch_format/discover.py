@@ -63,17 +63,22 @@ def lstm_keys(shapes: dict) -> list:
     return [k for k in shapes if LSTM_KEY.match(k)]
 
 
-def discover(shapes: dict, hints: ReadHints) -> Naming:
-    """The Naming of a state_dict given as ordered {key: shape}; ReadError when it is not clear."""
+def discover(shapes: dict, hints: ReadHints, ordered: bool = True) -> Naming:
+    """The Naming of a state_dict given as ordered {key: shape}; ReadError when it is not clear.
+
+    ``ordered=False``: the keys are not in the module's order (a .safetensors file sorts them), so
+    any 2-D tensor may be the embedding or a head layer, as far as the shapes allow.
+    """
     modules = _lstm_modules(shapes)
     _check_chain(modules)
     slots = tuple(LayerSlot(m.prefix, k) for m in modules for k in range(m.num_layers))
-    order = {key: i for i, key in enumerate(shapes)}
+    order = {key: i if ordered else 0 for i, key in enumerate(shapes)}
     positions = [order[k] for k in lstm_keys(shapes)]
+    first, last = (min(positions), max(positions)) if ordered else (1, -1)  # unordered: all before, all after
     linears = _linears(shapes, order)
-    embedding = _embedding(linears, modules[0].input_size, min(positions), hints.embedding)
+    embedding = _embedding(linears, modules[0].input_size, first, hints.embedding)
     taken = {embedding} if embedding is not None else set()
-    head = _head([g for g in linears if g.prefix not in taken], modules[-1].width, max(positions), hints.head)
+    head = _head([g for g in linears if g.prefix not in taken], modules[-1].width, last, hints.head)
     return Naming(embedding=embedding, layers=slots, head=tuple(head))
 
 
@@ -275,7 +280,7 @@ def _head(linears: list, width: int, last_lstm: int, hint: Optional[str]) -> lis
             raise OutsideNeutralShapeError(problem, f"Linear '{first[1].prefix}'")
         chain = first
     while chain and len(names) <= 1:  # follow the chain in key order while exactly one layer continues it
-        nxt = [g for g in after if g.position > chain[-1].position and g.in_features == chain[-1].out_features
+        nxt = [g for g in after if g.position >= chain[-1].position and g.in_features == chain[-1].out_features
                and g not in chain]
         if len(nxt) > 1:
             raise ReadError(f"several Linear layers could follow '{chain[-1].prefix}': "

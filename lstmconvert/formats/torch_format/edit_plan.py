@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import torch
 
 from ...errors import ReadError, UnsupportedError
 from ...options import EditRequest
@@ -110,6 +109,8 @@ def open_source(path: Path) -> Source:
                 "is a TorchScript or torch.export archive; in-place widening edits torch.save state_dicts and "
                 "checkpoints (the archive's code would still build the unidirectional module): widen the module "
                 "in your code and save its state_dict, or convert the pure LSTM model with lstmconvert convert")
+    import torch  # editing writes the file back with torch.save, so it reads it with torch.load too
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # as the reader: torch's notes about old formats are not the user's

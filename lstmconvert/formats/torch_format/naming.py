@@ -104,6 +104,18 @@ def single_module_fits(layers: list) -> bool:
     return True
 
 
+def source_naming(model: SequenceModel, config) -> Optional[Naming]:
+    """The naming a PyTorch reader recorded, if it still has exactly one place per part."""
+    recorded = model.meta.get("torch", {}).get("naming")
+    if not recorded:
+        return None
+    try:
+        naming = Naming.from_dict(recorded)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return naming if naming.fits(config) else None
+
+
 def canonical_naming(config) -> Naming:
     """SequenceLSTM's own naming for a model with this SequenceLSTMConfig (see the module docstring)."""
     if single_module_fits(config.layers):

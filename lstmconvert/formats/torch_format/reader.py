@@ -38,7 +38,7 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
             raise ReadError(f"damaged lstmconvert metadata ({exc})") from exc
     else:
         shapes = {key: tuple(t.shape) for key, t in checkpoint.tensors.items()}
-        naming = discover(shapes, hints)
+        naming = discover(shapes, hints, checkpoint.ordered)
     used = _used_keys(checkpoint, naming)
     _refuse_leftovers(path, checkpoint, used)
     problem = embedding_problem(checkpoint.tree, naming.embedding)

@@ -33,8 +33,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import torch
-
 # A legacy (non-zip) torch.save file is a sequence of pickles: magic number, protocol version,
 # system info, then the saved object. The storage data after them is not pickled Python.
 LEGACY_PICKLES = 4
@@ -90,6 +88,8 @@ def load_with_stand_ins(path: Path) -> tuple:
     Raises UnloadableObject for a dict/list subclass with attributes, and whatever ``torch.load``
     raises for a damaged file or a blocked module.
     """
+    import torch
+
     names = [n for n in pickled_globals(path) if n not in _user_allowed_names()]
     if not _can_stand_in():
         raise UnloadableObject(names[0] if names else "object",
@@ -114,6 +114,8 @@ def load_with_stand_ins(path: Path) -> tuple:
 def _can_stand_in() -> bool:
     """Whether this PyTorch lets a restricted load allowlist an object under another name, which
     ``torch.serialization.safe_globals([(obj, "module.name")])`` does since PyTorch 2.6."""
+    import torch
+
     version = tuple(int(part) for part in re.findall(r"\d+", torch.__version__)[:2])
     return version >= (2, 6) and hasattr(torch.serialization, "safe_globals")
 
@@ -160,6 +162,8 @@ def _recording_new(name: str, used: set):
 
 def _user_allowed_names() -> set:
     """Names the user's own code allowlisted (torch.serialization.add_safe_globals); they keep their meaning."""
+    import torch
+
     names = set()
     for entry in torch.serialization.get_safe_globals():
         if isinstance(entry, tuple):

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Optional
-
 import torch
 
 from ...model import SequenceModel
 from ...options import WriteOptions
 from .config import EXTRA_FILE, METADATA_KEY, SequenceLSTMConfig, config_from_model, metadata_blob
 from .module import SequenceLSTM
-from .naming import Naming, canonical_naming, state_arrays
+from .naming import canonical_naming, source_naming, state_arrays
 from .tensors import tensor_view
 
 PROGRAM_SUFFIX = ".pt2"
@@ -41,7 +39,7 @@ def write(model: SequenceModel, path: Path, options: WriteOptions) -> None:
 
 def write_state_dict(model: SequenceModel, config: SequenceLSTMConfig, path: Path) -> None:
     """torch.save a state_dict named like the source (if it was PyTorch) or canonically."""
-    source = _source_naming(model, config)
+    source = source_naming(model, config)
     naming = source or canonical_naming(config)
     state = OrderedDict((key, tensor_view(array)) for key, array in state_arrays(model, naming).items())
     if source is not None:
@@ -52,18 +50,6 @@ def write_state_dict(model: SequenceModel, config: SequenceLSTMConfig, path: Pat
     metadata[METADATA_KEY] = {"config": metadata_blob(config, naming)}
     state._metadata = metadata
     torch.save(state, path)
-
-
-def _source_naming(model: SequenceModel, config: SequenceLSTMConfig) -> Optional[Naming]:
-    """The naming a PyTorch reader recorded, if it still has exactly one place per part."""
-    recorded = model.meta.get("torch", {}).get("naming")
-    if not recorded:
-        return None
-    try:
-        naming = Naming.from_dict(recorded)
-    except (KeyError, TypeError, ValueError):
-        return None
-    return naming if naming.fits(config) else None
 
 
 def write_program(model: SequenceModel, config: SequenceLSTMConfig, path: Path) -> None:
