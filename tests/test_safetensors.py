@@ -17,7 +17,8 @@ safetensors_torch = pytest.importorskip("safetensors.torch")
 
 import lstmconvert  # noqa: E402
 from lstmconvert import ReadError  # noqa: E402
-from torch_helpers import FIXTURES, Tagger, assert_close, load_user, numpy_out, same_bits, tokens  # noqa: E402
+from factories import same_bits  # noqa: E402
+from torch_helpers import FIXTURES, Tagger, assert_close, load_user, numpy_out, tokens  # noqa: E402
 
 TAGGER = FIXTURES / "tagger.pt"
 
