@@ -229,19 +229,21 @@ def test_keras_to_onnx_needs_neither_torch_nor_tensorflow(tmp_path):
 # -- 6. a missing framework is MissingDependencyError, naming the file and the extra -------------------
 
 def test_missing_torch_names_the_file_and_the_extra(tmp_path):
-    line = assert_refused(without("torch", "convert", TAGGER, "-o", tmp_path / "bi.onnx"),
-                          str(TAGGER), "lstmconvert[torch]")
+    # A plain torch.save archive is read without torch; a TorchScript archive needs it.
+    script = TORCH / "tagger_script.pt"
+    line = assert_refused(without("torch", "convert", script, "-o", tmp_path / "bi.onnx"),
+                          str(script), "lstmconvert[torch]")
     assert "not installed" in line
     assert files_in(tmp_path) == []
     code = ("import sys, lstmconvert\n"
             "sys.meta_path.insert(0, type('B', (), {'find_spec': staticmethod(lambda name, *a: "
             "(_ for _ in ()).throw(ModuleNotFoundError(name, name=name)) if name.split('.')[0] == 'torch' else None)})())\n"
             "try:\n"
-            f"    lstmconvert.load({str(TAGGER)!r})\n"
+            f"    lstmconvert.load({str(script)!r})\n"
             "except lstmconvert.MissingDependencyError as exc:\n"
             "    print(type(exc).__name__, exc.extra, exc)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=300)
-    assert done.stdout.startswith("MissingDependencyError torch ") and str(TAGGER) in done.stdout, done
+    assert done.stdout.startswith("MissingDependencyError torch ") and str(script) in done.stdout, done
 
 
 def test_missing_keras_names_the_output_and_the_extra(tmp_path):

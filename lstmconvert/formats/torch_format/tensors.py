@@ -17,6 +17,9 @@ import numpy as np
 from ...errors import ReadError, UnsupportedError, require
 from ...limits import file_budget, require_fits
 
+# numpy 2 moved byte_bounds to numpy.lib.array_utils; numpy 1.x has it at the top level.
+_byte_bounds = getattr(getattr(np.lib, "array_utils", None), "byte_bounds", None) or np.byte_bounds
+
 # The weight dtypes lstmconvert carries.
 WEIGHT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
@@ -44,7 +47,7 @@ def to_numpy(tensor, name: str, exclusive: bool = False) -> np.ndarray:
         if tensor.dtype.name not in WEIGHT_DTYPES:
             raise _dtype_error(name, tensor.dtype.name)
         if not tensor.flags.c_contiguous:  # a view may span far more elements than its storage holds
-            low, high = np.byte_bounds(tensor)
+            low, high = _byte_bounds(tensor)
             require_fits(f"tensor {name}", tensor.shape, tensor.itemsize, file_budget(None, high - low))
         return tensor if exclusive and tensor.flags.writeable else np.array(tensor, order="C", copy=True)
     import torch
