@@ -106,3 +106,17 @@ class OutsideNeutralShapeError(UnsupportedError):
     def __init__(self, problem: str, layer: str) -> None:
         super().__init__(problem)
         self.layer = layer  # e.g. "Conv1D 'conv'"
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while an output was being written; its staging folder is gone.
+
+    A ``BaseException`` like ``KeyboardInterrupt``, so ``except Exception`` blocks do not swallow it.
+    Raised by ``staging``; defined here so the CLI can catch it without importing the write machinery.
+    """
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        super().__init__(f"aborted by {signal.Signals(signum).name}")

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import WriteError
+from .errors import Terminated, WriteError  # Terminated: defined with the other errors, raised here
 
 HANDLED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 OWNER_FILE = "owner"
@@ -39,17 +39,6 @@ OUTPUT_FOLDER = "out"
 OWNER_MAGIC = "lstmconvert staging"
 # tempfile.mkdtemp's names: the prefix ".<target name>." and eight random characters.
 _STAGING_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}$")
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP arrived while an output was being written; its staging folder is gone.
-
-    A ``BaseException`` like ``KeyboardInterrupt``, so ``except Exception`` blocks do not swallow it.
-    """
-
-    def __init__(self, signum: int):
-        self.signum = signum
-        super().__init__(f"aborted by {signal.Signals(signum).name}")
 
 
 def write_staged(path: Path, force: bool, produce: Callable[[Path], None]) -> list:

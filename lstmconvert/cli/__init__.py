@@ -16,9 +16,8 @@ from typing import Optional, Sequence
 
 import click
 
-from ..errors import LstmConvertError
+from ..errors import LstmConvertError, Terminated
 from ..own_warnings import own_warnings
-from ..staging import Terminated
 from .commands import cli
 
 
