@@ -367,3 +367,15 @@ def test_initial_states_from_graph_inputs(tmp_path, merge, backward):
     feed = {"x": rng.standard_normal((5, 2, 3)).astype(np.float32),
             "h0": rng.standard_normal((1, 2, 4)).astype(np.float32), "c0": rng.standard_normal((1, 2, 4)).astype(np.float32)}
     np.testing.assert_allclose(run_graph(dst, feed)[0], run_graph(src, feed)[0], atol=1e-6, rtol=0)
+
+
+def test_verify_refuses_an_input_declared_empty(tmp_path, capsys):
+    """An input with a fixed axis of size 0 has nothing to run on (onnxruntime aborts the process on it)."""
+    model = onnx.load(str(INPLACE / "extractor.onnx"))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 0
+    src, dst = tmp_path / "empty.onnx", tmp_path / "empty_bi.onnx"
+    onnx.save(model, str(src))
+    widen_in_place(src, dst)
+    code, out, err = cli(capsys, "verify", src, dst)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert str(src) in err and "axis of size 0" in err
