@@ -114,7 +114,8 @@ def open_source(path: Path) -> Source:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # as the reader: torch's notes about old formats are not the user's
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            # mmap: the tensors stay file-backed pages, so the edit holds the file once, not twice.
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except Exception:
         checkpoint = load_checkpoint(path)  # raises the reader's precise ReadError
         raise UnsupportedError(
