@@ -32,32 +32,23 @@ class LstmConvertError(Exception):
         return self.problem if self.path is None else f"{self.path}: {self.problem}"
 
 
-class ReadError(LstmConvertError):
-    """A file could not be read as an LSTM model (missing, truncated, not a model, no LSTM in it).
-
-    ``ReadError(problem)`` from a format; ``ReadError(path, problem)`` where the path is known.
-    """
+class _FileError(LstmConvertError):
+    """An error about one file: ``Cls(problem)`` from a format, ``Cls(path, problem)`` where the path is known."""
 
     def __init__(self, *args: object) -> None:
         *path, problem = args
         if len(path) > 1:
-            raise TypeError("ReadError(problem) or ReadError(path, problem)")
+            raise TypeError(f"{type(self).__name__}(problem) or {type(self).__name__}(path, problem)")
         super().__init__(problem)
         self.path = path[0] if path else None
 
 
-class WriteError(LstmConvertError):
-    """A model could not be written to the requested path or format.
+class ReadError(_FileError):
+    """A file could not be read as an LSTM model (missing, truncated, not a model, no LSTM in it)."""
 
-    ``WriteError(problem)`` from a format; ``WriteError(path, problem)`` where the path is known.
-    """
 
-    def __init__(self, *args: object) -> None:
-        *path, problem = args
-        if len(path) > 1:
-            raise TypeError("WriteError(problem) or WriteError(path, problem)")
-        super().__init__(problem)
-        self.path = path[0] if path else None
+class WriteError(_FileError):
+    """A model could not be written to the requested path or format."""
 
 
 class UnsupportedError(LstmConvertError):
