@@ -70,18 +70,18 @@ def preservation(
     model: SequenceModel, *, backward: str = "copy", merge: str = "concat", preserve: bool = True
 ) -> Preservation:
     """Tell, without converting, whether ``to_bidirectional`` with these options keeps the function."""
-    _check_options(backward, merge)
+    check_options(backward, merge)
     n = len(model.layers)
     for k in range(n):
         consumer = f"layer {k + 1}" if k + 1 < n else ("the head" if model.head else None)
         if consumer is None:
             break
-        problem = _consumer_problem(merge, backward, preserve)
+        problem = consumer_problem(merge, backward, preserve)
         if problem:
             return Preservation("none", f"{consumer}: {problem}")
     # The last layer's merged output is the model output when there is no head.
     if model.head:
-        return Preservation("exact", _exact_reason(merge))
+        return Preservation("exact", exact_reason(merge))
     if merge == "concat":
         return Preservation(
             "forward-half",
@@ -89,13 +89,13 @@ def preservation(
             "source's output (add a head, or use --merge sum --backward zeros, for an exact match)",
         )
     if merge == "sum" and backward == "zeros":
-        return Preservation("exact", _exact_reason(merge))
+        return Preservation("exact", exact_reason(merge))
     if merge == "ave" and backward == "zeros":
         return Preservation("none", "merge 'ave' halves the last layer's output and there is no head to undo it")
-    return Preservation("none", _consumer_problem(merge, backward, preserve) or "")
+    return Preservation("none", consumer_problem(merge, backward, preserve) or "")
 
 
-def _consumer_problem(merge: str, backward: str, preserve: bool) -> Optional[str]:
+def consumer_problem(merge: str, backward: str, preserve: bool) -> Optional[str]:
     if merge == "concat":
         return None if preserve else "--no-preserve gives the backward half random weights downstream"
     if merge == "mul":
@@ -107,7 +107,7 @@ def _consumer_problem(merge: str, backward: str, preserve: bool) -> Optional[str
     return None
 
 
-def _exact_reason(merge: str) -> str:
+def exact_reason(merge: str) -> str:
     return {
         "concat": "consumers of the widened output get zero weights on the backward half",
         "sum": "the all-zero backward direction outputs exactly 0",
@@ -143,7 +143,7 @@ def to_bidirectional(
     Example:
         >>> bi = to_bidirectional(load("tagger.pt"), backward="zeros", merge="concat")
     """
-    _check_options(backward, merge)
+    check_options(backward, merge)
     model.validate()
     check_convertible(model)
     verdict = preservation(model, backward=backward, merge=merge, preserve=preserve)
@@ -185,7 +185,7 @@ def to_bidirectional(
     return model.replace(layers=layers, head=head, embedding=copy.copy(model.embedding), meta=meta).validate()
 
 
-def _check_options(backward: str, merge: str) -> None:
+def check_options(backward: str, merge: str) -> None:
     if backward not in BACKWARD_INITS:
         raise LstmConvertError(f"backward must be one of {', '.join(BACKWARD_INITS)}, not {backward!r}")
     if merge not in MERGE_MODES:

@@ -26,7 +26,7 @@ def refuse_code(value: object, where: str) -> None:
     """Refuse a config holding a Lambda layer or a lambda function: loading it would run its bytecode."""
     if isinstance(value, dict):
         if value.get("class_name") in ("Lambda", "__lambda__"):
-            raise UnsupportedError(f"the model holds a Python lambda stored as bytecode; lstmconvert never "
+            raise UnsupportedError("the model holds a Python lambda stored as bytecode; lstmconvert never "
                                    "runs code from a file")
         for item in value.values():
             refuse_code(item, where)
@@ -42,7 +42,7 @@ def for_keras3(value: object, where: str) -> object:
         for key, item in value.items():
             if key == "time_major":
                 if item:
-                    raise UnsupportedError(f"a layer has time_major=True, which Keras 3 cannot express")
+                    raise UnsupportedError("a layer has time_major=True, which Keras 3 cannot express")
                 continue
             if key in ("activation", "recurrent_activation") and isinstance(item, str) and item in _CHANGED_MEANING:
                 raise UnsupportedError(f"activation {item!r} is {_CHANGED_MEANING[item]}; lstmconvert writes "

@@ -98,7 +98,7 @@ def graph_nodes(model_config: dict, where: str) -> tuple:
         raise UnsupportedError(f"model class {cls!r} cannot be edited; only Functional and Sequential")
     entries = config.get("layers")
     if not isinstance(entries, list):
-        raise LstmConvertError(f"the model config has no readable list of layers")
+        raise LstmConvertError("the model config has no readable list of layers")
     nodes, order = {}, []
     if cls == "Sequential":
         previous = None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...convert import Preservation, PreservationWarning, UntrainableWarning, _consumer_problem, _exact_reason
+from ...convert import Preservation, PreservationWarning, UntrainableWarning, consumer_problem, exact_reason
 from ...errors import LstmConvertError, UnsupportedError
 from ...model import LSTMDirection
 from ...options import EditRequest, EditResult
@@ -40,7 +40,7 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
     if dst.suffix.lower() not in (".keras", ".h5", ".hdf5"):
         raise LstmConvertError(f"{dst.name}: a Keras file name must end in .keras, .h5 or .hdf5")
     if request.consumers:
-        raise UnsupportedError(f"--consumer names the readers of a PyTorch state_dict; a Keras file's graph "
+        raise UnsupportedError("--consumer names the readers of a PyTorch state_dict; a Keras file's graph "
                                "tells its consumers itself")
     source = _Source(src)
     plan = plan_edit(source.config, source, request, str(src))
@@ -99,7 +99,7 @@ class _Source:
             refuse_code(raw, str(path))
             self.legacy = self.major is None or self.major < 3
             if self.legacy and self.kind == "keras":
-                raise UnsupportedError(f"a .keras archive written by tf.keras; Keras 3 cannot load its "
+                raise UnsupportedError("a .keras archive written by tf.keras; Keras 3 cannot load its "
                                        "weights. Save the model as .h5 with tf.keras and widen that")
             self.config = for_keras3(raw, str(path)) if self.legacy else raw
             self._h5 = {}
@@ -242,7 +242,7 @@ def _preservation(plan: Plan, request: EditRequest) -> Preservation:
         return Preservation("none", f"--no-preserve widens {', '.join(plan.mixing)}, which mix(es) the features "
                                     "non-linearly")
     if plan.consumers:
-        problem = _consumer_problem(merge, backward, preserve)
+        problem = consumer_problem(merge, backward, preserve)
         if problem:
             return Preservation("none", f"{', '.join(plan.consumers)}: {problem}")
         if merge == "ave" and plan.not_homogeneous:
@@ -256,7 +256,7 @@ def _preservation(plan: Plan, request: EditRequest) -> Preservation:
         if not (merge == "sum" and backward == "zeros"):
             return Preservation("none", f"the output of {outs} reaches a model output unread, and only --merge sum "
                                         "--backward zeros keeps it")
-    return Preservation("exact", _exact_reason(merge))
+    return Preservation("exact", exact_reason(merge))
 
 
 def _notes(plan: Plan, source: _Source, request: EditRequest) -> list:

@@ -20,7 +20,7 @@ import onnx
 import onnx.inliner
 from onnx import numpy_helper
 
-from ...convert import PreservationWarning, UntrainableWarning, _check_options, _consumer_problem, _exact_reason
+from ...convert import PreservationWarning, UntrainableWarning, check_options, consumer_problem, exact_reason
 from ...convert import Preservation
 from ...errors import ReadError, UnsupportedError, WriteError
 from ...options import EditRequest, EditResult
@@ -75,7 +75,7 @@ def plan(path: Path, request: EditRequest, holder: Optional[list] = None) -> tup
 
     ``holder`` receives the context as soon as it exists, so a caller sees how far a refused plan got.
     """
-    _check_options(request.backward, request.merge)
+    check_options(request.backward, request.merge)
     if request.consumers:
         raise UnsupportedError("--consumer is for PyTorch state_dicts; an ONNX graph finds its consumers itself")
     model = load_model(path)
@@ -104,8 +104,8 @@ def _preservation(ctx: EditContext, wide: dict) -> Preservation:
     outputs = [o.name for o in ctx.graph.output if o.name in wide]
     if ctx.lossy:
         verdict = Preservation("none", "; ".join(ctx.lossy) + " (--no-preserve)")
-    elif _consumer_problem(request.merge, request.backward, request.preserve):
-        verdict = Preservation("none", _consumer_problem(request.merge, request.backward, request.preserve))
+    elif consumer_problem(request.merge, request.backward, request.preserve):
+        verdict = Preservation("none", consumer_problem(request.merge, request.backward, request.preserve))
     elif outputs and request.merge == "concat":
         verdict = Preservation("forward-half", f"graph output(s) {', '.join(map(repr, outputs))} come from the widened "
                                "features and double in width; their forward half equals the source's output")
@@ -113,7 +113,7 @@ def _preservation(ctx: EditContext, wide: dict) -> Preservation:
         verdict = Preservation("none", f"merge 'ave' halves graph output(s) {', '.join(map(repr, outputs))} and no "
                                "consumer undoes it")
     else:
-        verdict = Preservation("exact", _exact_reason(request.merge))
+        verdict = Preservation("exact", exact_reason(request.merge))
     if verdict.status == "none":
         warnings.warn(f"the widened model is not function-preserving: {verdict.reason}", PreservationWarning, stacklevel=3)
     if request.backward == "zeros" and request.merge == "concat" and request.preserve:
