@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
 from ..api import load, save
-from ..errors import LstmConvertError, MissingDependencyError, UnsupportedError
+from ..errors import LstmConvertError, MissingDependencyError, OutsideNeutralShapeError, UnsupportedError
 from ..registry import FORMATS, format_for_path
 from .check import LoadedFile, Settings, run_source, verify_loaded
 from .report import HopResult, RoundtripReport
@@ -94,7 +94,13 @@ def roundtrip(
     explicit = via is not None
     hops = parse_via(via)
     settings = Settings.make(seed, atol, rtol, batch_sizes, steps)
-    source = LoadedFile.open(src, src_format, **hints)
+    try:
+        source = LoadedFile.open(src, src_format, **hints)
+    except OutsideNeutralShapeError as exc:
+        if hints:
+            raise
+        return _whole_file_roundtrip(Path(src), src_format, hops, explicit, exc, keep,
+                                     dict(seed=seed, atol=atol, rtol=rtol, batch_sizes=batch_sizes, steps=steps))
     warm_up(source, settings)
     report = RoundtripReport(src=str(source.path), src_format=source.info.name)
     if keep is not None:
@@ -152,6 +158,48 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
     status = "pass" if not problems and outputs.passed else "fail"
     return HopResult(name, path.name, status, f"{weights}; {runs}", weights=problems, verify=outputs,
                      warnings=[" ".join(str(w.message).split()) for w in caught])
+
+
+def _whole_file_roundtrip(src: Path, src_format: Optional[str], hops: tuple, explicit: bool,
+                          outside: OutsideNeutralShapeError, keep: Optional[PathLike], checks: dict) -> RoundtripReport:
+    """A model outside the neutral shape: only its own format can hold it, so the one hop is an in-place
+    widening in that format, checked as ``verify`` checks such files (whole graphs run, or a structural
+    proof of every tensor for a PyTorch state_dict). Other formats are skipped (failed if named)."""
+    from ..api import widen_in_place
+    from ..options import EditRequest
+    from ..registry import format_module
+    from .whole_model import verify_whole
+
+    info = format_for_path(src, src_format)
+    report = RoundtripReport(src=str(src), src_format=info.name)
+    why = f"SRC holds {outside.layer}, outside [Embedding] -> LSTM stack -> [Dense head]; only {info.name} carries it"
+    own = [(name, extension) for name, extension in hops if format_for_path(Path("x" + extension)).name == info.name]
+    for name, extension in hops:
+        if (name, extension) not in own:
+            report.hops.append(HopResult(name, "-", "fail" if explicit else "skip", f"cannot carry: {why}"))
+    if not own:
+        return report
+    name, extension = own[0]
+    with tempfile.TemporaryDirectory(prefix="lstmconvert-roundtrip-") as tmp:
+        folder = Path(keep) if keep is not None else Path(tmp)
+        path = folder / f"{src.stem}.roundtrip{extension}"
+        module = format_module(info)
+        # A file with a graph finds its LSTMs; a state_dict gets every LSTM it holds named (no consumer:
+        # the proof then checks every other tensor is carried bit for bit).
+        lstms = [] if hasattr(module, "run_graph") else [
+            row["name"] for row in module.describe_edit(src, EditRequest()) if row["role"] == "lstm"]
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            edited = widen_in_place(src, path, format=src_format, lstm=lstms, force=True)
+        checked = verify_whole(module, src, path, **checks)
+    if hasattr(checked, "cases"):
+        how = f"outputs {'match' if checked.passed else 'MISMATCH'} in {info.name}, whole files run"
+    else:
+        how = "structural proof: " + ("holds" if checked.passed else "does NOT hold") + f" ({len(checked.lines)} checks)"
+    detail = f"widened in place ({', '.join(map(repr, edited.widened))}; the file's other layers as they were); {how}"
+    report.hops.append(HopResult(name, path.name, "pass" if checked.passed else "fail", detail,
+                                 weights=[] if checked.passed or hasattr(checked, "cases") else list(checked.lines)))
+    return report
 
 
 def warm_up(source: LoadedFile, settings: Settings) -> None:

@@ -65,6 +65,7 @@ def _quiet_import(name: str):
             os.dup2(sink.fileno(), 2)
             try:
                 module = importlib.import_module(name)
+                _initialise_devices()
             finally:
                 sys.stderr.flush()
                 os.dup2(saved, 2)
@@ -72,6 +73,15 @@ def _quiet_import(name: str):
         os.close(saved)
     _quiet_absl()
     return module
+
+
+def _initialise_devices() -> None:
+    """Let TensorFlow look for GPUs now, while stderr is held: it does so lazily on first use otherwise,
+    and a machine without CUDA drivers then logs "failed call to cuInit" in the middle of a command."""
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is not None and hasattr(tensorflow, "config"):
+        tensorflow.config.list_physical_devices()
+        tensorflow.constant(0)  # and its eager context, which initialises the devices it found
 
 
 def _quiet_absl() -> None:
