@@ -22,20 +22,20 @@ _CHANGED_MEANING = {
 }
 
 
-def refuse_code(value: object, where: str) -> None:
+def refuse_code(value: object) -> None:
     """Refuse a config holding a Lambda layer or a lambda function: loading it would run its bytecode."""
     if isinstance(value, dict):
         if value.get("class_name") in ("Lambda", "__lambda__"):
             raise UnsupportedError("the model holds a Python lambda stored as bytecode; lstmconvert never "
                                    "runs code from a file")
         for item in value.values():
-            refuse_code(item, where)
+            refuse_code(item)
     elif isinstance(value, list):
         for item in value:
-            refuse_code(item, where)
+            refuse_code(item)
 
 
-def for_keras3(value: object, where: str) -> object:
+def for_keras3(value: object) -> object:
     """A copy of a tf.keras / Keras 2 config that Keras 3 rebuilds with the same meaning."""
     if isinstance(value, dict):
         out = {}
@@ -47,10 +47,10 @@ def for_keras3(value: object, where: str) -> object:
             if key in ("activation", "recurrent_activation") and isinstance(item, str) and item in _CHANGED_MEANING:
                 raise UnsupportedError(f"activation {item!r} is {_CHANGED_MEANING[item]}; lstmconvert writes "
                                        "Keras 3 files and cannot keep its meaning")
-            out[key] = for_keras3(item, where)
+            out[key] = for_keras3(item)
         return out
     if isinstance(value, list):
-        return [for_keras3(item, where) for item in value]
+        return [for_keras3(item) for item in value]
     return value
 
 

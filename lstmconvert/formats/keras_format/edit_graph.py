@@ -90,7 +90,7 @@ class Plan:
     merged: set = field(default_factory=set)  # (merge layer, blocks) already followed
 
 
-def graph_nodes(model_config: dict, where: str) -> tuple:
+def graph_nodes(model_config: dict) -> tuple:
     """``(nodes by name, names in config order, model outputs [(layer, call, index)])``."""
     cls = model_config.get("class_name")
     config = model_config.get("config")
@@ -125,13 +125,13 @@ def _entry_name(entry: dict) -> str:
     return str(entry.get("name") or config.get("name") or entry["class_name"])
 
 
-def plan_edit(model_config: dict, shapes, request, where: str) -> Plan:
+def plan_edit(model_config: dict, shapes, request) -> Plan:
     """Decide what widening changes; raise UnsupportedError naming the layer that prevents it."""
-    nodes, order, outputs = graph_nodes(model_config, where)
-    lstms = _lstms_to_widen(nodes, order, request.lstms, where)
+    nodes, order, outputs = graph_nodes(model_config)
+    lstms = _lstms_to_widen(nodes, order, request.lstms)
     plan = Plan(nodes, order, lstms, {}, {}, [], [], [])
     for lstm in lstms:
-        _follow(plan, lstm, (lstm, 0, 0), [Block(0, _units(nodes[lstm]))], outputs, shapes, request, where)
+        _follow(plan, lstm, (lstm, 0, 0), [Block(0, _units(nodes[lstm]))], outputs, shapes, request)
     return plan
 
 
@@ -139,7 +139,7 @@ def _units(node: Node) -> int:
     return int(node.config["units"])
 
 
-def _lstms_to_widen(nodes: dict, order: list, wanted: tuple, where: str) -> list:
+def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> list:
     lstms = [n for n in order if nodes[n].class_name == "LSTM"]
     if wanted:
         for name in wanted:
@@ -183,7 +183,7 @@ def _readers(nodes: dict, tensor: tuple) -> list:
     return found
 
 
-def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, shapes, request, where: str) -> None:
+def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, shapes, request) -> None:
     """Walk from ``tensor`` (holding the LSTM's features at ``blocks`` on its last axis) to its consumers."""
     if tensor in outputs:
         plan.outputs.append(lstm)
@@ -194,11 +194,11 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
                                    "times (a shared layer); its weights cannot be widened for one call only")
         kind = _consumer_kind(node)
         if kind is not None:
-            _add_consumer(plan, node, kind, blocks, shapes, request, where)
+            _add_consumer(plan, node, kind, blocks, shapes, request)
             if kind == "normalization":  # per-feature parameters: its output carries the widened features on
-                _follow(plan, lstm, (node.name, call, 0), blocks, outputs, shapes, request, where)
+                _follow(plan, lstm, (node.name, call, 0), blocks, outputs, shapes, request)
             continue
-        nxt = _through(node, position, blocks, shapes, lstm, plan, where)
+        nxt = _through(node, position, blocks, shapes, lstm, plan)
         if cls in _MERGES:
             key = (node.name, tuple(nxt))
             if key in plan.merged:  # several widened LSTMs meet here: follow the sum once
@@ -209,7 +209,7 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
             plan.through[node.name].append(lstm)
         if cls not in _HOMOGENEOUS and not (cls == "Activation" and cfg.get("activation") in ("relu", "linear")):
             plan.not_homogeneous.append(node.name)
-        _follow(plan, lstm, (node.name, call, 0), nxt, outputs, shapes, request, where)
+        _follow(plan, lstm, (node.name, call, 0), nxt, outputs, shapes, request)
 
 
 def _consumer_kind(node: Node) -> Optional[str]:
@@ -231,7 +231,7 @@ def _consumer_kind(node: Node) -> Optional[str]:
     return None
 
 
-def _add_consumer(plan: Plan, node: Node, kind: str, blocks: list, shapes, request, where: str) -> None:
+def _add_consumer(plan: Plan, node: Node, kind: str, blocks: list, shapes, request) -> None:
     cfg = node.config
     if kind == "conv1d" and (cfg.get("data_format", "channels_last") != "channels_last" or cfg.get("groups", 1) != 1):
         raise UnsupportedError(f"{node.label()} reads an LSTM but is not a channels_last Conv1D with "
@@ -255,7 +255,7 @@ def _add_consumer(plan: Plan, node: Node, kind: str, blocks: list, shapes, reque
         consumer.blocks.append(block)
 
 
-def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: Plan, where: str) -> list:
+def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: Plan) -> list:
     """The blocks on the output of a layer the LSTM's features pass through; refuse what mixes them."""
     cls, cfg = node.class_name, node.config
     label = node.label()

@@ -43,7 +43,7 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
         raise UnsupportedError("--consumer names the readers of a PyTorch state_dict; a Keras file's graph "
                                "tells its consumers itself")
     source = _Source(src)
-    plan = plan_edit(source.config, source, request, str(src))
+    plan = plan_edit(source.config, source, request)
     verdict = _preservation(plan, request)
     if verdict.status != "exact":
         warnings.warn(f"the widened model is not function-preserving: {verdict.reason}", PreservationWarning,
@@ -58,7 +58,7 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
         model = _from_config(keras, without_recurrent_initializers(new_config))
         for layer in model.layers:
             arrays = new_arrays.get(layer.name)
-            _assign(layer, arrays if arrays is not None else source.arrays(layer.name), str(src))
+            _assign(layer, arrays if arrays is not None else source.arrays(layer.name))
         _restore_recurrent_initializers(keras, model, recurrent_initializers(new_config))
         model.save(str(dst))
     return EditResult(widened=list(plan.lstms), consumers=list(plan.consumers), preservation=verdict,
@@ -68,7 +68,7 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
 def describe_edit(path: Path, request: EditRequest) -> list:
     """One dict per top-level layer: name, type, role (lstm/consumer/through/other), what widening changes."""
     source = _Source(path, weights=False)
-    plan = plan_edit(source.config, source, request, str(path))
+    plan = plan_edit(source.config, source, request)
     double = request.merge == "concat"
     rows = []
     for name in plan.order:
@@ -96,12 +96,12 @@ class _Source:
         with open_keras_file(path) as handle:
             self.kind, self.major = handle.kind, handle.keras_major
             raw = handle.config
-            refuse_code(raw, str(path))
+            refuse_code(raw)
             self.legacy = self.major is None or self.major < 3
             if self.legacy and self.kind == "keras":
                 raise UnsupportedError("a .keras archive written by tf.keras; Keras 3 cannot load its "
                                        "weights. Save the model as .h5 with tf.keras and widen that")
-            self.config = for_keras3(raw, str(path)) if self.legacy else raw
+            self.config = for_keras3(raw) if self.legacy else raw
             self._h5 = {}
             if self.legacy and weights:
                 self._h5 = {name: [handle.weight(name, wn, name) for wn in handle.weight_names(name, name)]
@@ -172,7 +172,7 @@ def _variables(layer) -> list:
     return list(layer.trainable_weights) + list(layer.non_trainable_weights)
 
 
-def _assign(layer, arrays: list, where: str) -> None:
+def _assign(layer, arrays: list) -> None:
     variables = _variables(layer)
     if len(variables) != len(arrays):
         raise LstmConvertError(f"layer '{layer.name}' has {len(variables)} variables in the rebuilt model "

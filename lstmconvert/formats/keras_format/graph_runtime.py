@@ -19,7 +19,7 @@ def signature(path: Path) -> list:
     """
     with open_keras_file(path) as handle:
         config = handle.config
-    nodes, order, _ = graph_nodes(config, str(path))
+    nodes, order, _ = graph_nodes(config)
     body = config.get("config") or {}
     if config.get("class_name") == "Sequential":
         first = nodes[order[0]] if order else None
