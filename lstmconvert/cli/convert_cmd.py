@@ -82,9 +82,8 @@ def _convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, s
         if hints:  # they describe how to read a pure LSTM model; an in-place edit reads none
             raise LstmConvertError(f"{src}: --{next(iter(hints)).replace('_', '-')} does not apply to in-place "
                                    "widening (--lstm/--consumer with DST in the source's format)")
-        return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
-                               lstms, consumers, keep_direction=keep_direction, dtype=dtype, opset=opset,
-                               as_json=as_json)
+        return _widen_in_place(ctx, src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
+                               lstms, consumers, as_json=as_json)
     if lstms:  # another format: the named LSTM alone, read as a pure model (features in, sequence out)
         if len(lstms) > 1:
             raise LstmConvertError(f"{src}: a conversion to another format reads one LSTM alone; give one --lstm")
@@ -107,8 +106,8 @@ def _convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, s
             raise OutsideNeutralShapeError(
                 f"{src}: holds {exc.layer}; widen it in its own format ({src.suffix or src_format}), where "
                 f"in-place widening keeps every other layer{alone} ({detail})", exc.layer) from exc
-        return _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
-                               (), (), keep_direction=False, dtype=dtype, opset=opset, as_json=as_json)
+        return _widen_in_place(ctx, src, dst, src_format, dst_format, backward, merge, seed, preserve, force,
+                               (), (), as_json=as_json)
     progress.clear()
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
@@ -181,16 +180,14 @@ def _same_format(src: Path, dst: Path, src_format, dst_format) -> bool:
     return format_for_path(src, src_format).name == format_for_path(dst, dst_format).name
 
 
-def _widen_in_place(src, dst, src_format, dst_format, backward, merge, seed, preserve, force, lstms, consumers,
-                    *, keep_direction, dtype, opset, as_json=False) -> int:
+def _widen_in_place(ctx, src, dst, src_format, dst_format, backward, merge, seed, preserve, force, lstms, consumers,
+                    *, as_json=False) -> int:
     """The model holds layers outside the neutral shape: widen its LSTMs inside the file's own format."""
     from ..api import widen_in_place
     from ..errors import LstmConvertError
 
-    for flag, given in (("--keep-direction", keep_direction), ("--dtype", dtype), ("--opset", opset)):
-        if given:
-            raise LstmConvertError(f"{flag} does not apply to in-place widening (it keeps the file's "
-                                   "own format, dtypes and opset)").at(src)
+    refuse_given(ctx, ("keep_direction", "dtype", "opset"),
+                 "in-place widening keeps the file's own format, dtypes and opset", where=src)
     if not _same_format(src, dst, src_format, dst_format):
         raise LstmConvertError("in-place widening writes the source's own format; give DST the same "
                                "extension as SRC").at(src)
