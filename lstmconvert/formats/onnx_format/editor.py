@@ -17,21 +17,19 @@ from typing import Optional
 
 import numpy as np
 import onnx
-import onnx.inliner
 from onnx import numpy_helper
 
-from ...convert import PreservationWarning, UntrainableWarning, check_options, consumer_problem, exact_reason
-from ...convert import Preservation
-from ...errors import ReadError, UnsupportedError, WriteError
+from ...convert import Preservation, PreservationWarning, UntrainableWarning, check_options, consumer_problem, exact_reason
+from ...errors import UnsupportedError, WriteError
 from ...options import EditRequest, EditResult
 from ...widening import Initialiser
 from . import weight_stream
 from .consumer_walk import walk
 from .edit_context import EditContext, Stacked, node_key
-from .external_data import load_model
 from .graph_builder import PENDING_BYTES
 from .graph_index import GraphIndex
 from .lstm_widen import rewire_outputs, select_lstms, stack_directions, widened_attributes
+from .reader import open_graph
 from .writer import EXTERNAL_DATA_THRESHOLD
 
 # Where a widened graph output's LSTM features sit (verify compares the source's part of it).
@@ -78,12 +76,7 @@ def plan(path: Path, request: EditRequest, holder: Optional[list] = None) -> tup
     check_options(request.backward, request.merge)
     if request.consumers:
         raise UnsupportedError("--consumer is for PyTorch state_dicts; an ONNX graph finds its consumers itself")
-    model = load_model(path)
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    if opset is None:
-        raise ReadError(path, "imports no default-domain opset, so it has no LSTM operator")
-    if model.functions:  # exporters may wrap layers in local functions; inlining exposes their nodes
-        model = onnx.inliner.inline_local_functions(model)
+    model, opset = open_graph(path)
     style = "keras" if model.producer_name.lower().startswith(("tf2onnx", "keras2onnx")) else "torch"
     ctx = EditContext(model, GraphIndex(model.graph, opset, model), request, Initialiser(request.seed, style))
     if holder is not None:

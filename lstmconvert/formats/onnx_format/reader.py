@@ -32,8 +32,9 @@ from .graph_index import GraphIndex, describe
 from .graph_reader import GraphReader
 
 
-def read(path: Path, hints: ReadHints) -> SequenceModel:
-    """Read an ONNX file whose graph is ``[embedding] -> LSTM node(s) -> [dense head]``."""
+def open_graph(path: Path) -> tuple:
+    """(model, default-domain opset) of an ONNX file, its local functions inlined: what the reader and the
+    in-place editor both walk."""
     model = load_model(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None:
@@ -41,6 +42,12 @@ def read(path: Path, hints: ReadHints) -> SequenceModel:
     if model.functions:
         # Exporters may wrap layers in local functions; inlining exposes their nodes.
         model = onnx.inliner.inline_local_functions(model)
+    return model, opset
+
+
+def read(path: Path, hints: ReadHints) -> SequenceModel:
+    """Read an ONNX file whose graph is ``[embedding] -> LSTM node(s) -> [dense head]``."""
+    model, opset = open_graph(path)
     if not any(node.op_type == "LSTM" and node.domain in ("", "ai.onnx") for node in model.graph.node):
         raise ReadError(f"the graph has no LSTM node{_no_lstm_hint(model.graph)}")
     return GraphReader(GraphIndex(model.graph, opset, model)).read(hints)
