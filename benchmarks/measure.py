@@ -29,6 +29,8 @@ LSTMCONVERT_PATH = ""
 def use_lstmconvert_from(folder: Path) -> None:
     """Measure the lstmconvert package inside ``folder`` instead of this checkout's."""
     global LSTMCONVERT_PATH
+    if (folder / "src" / "lstmconvert" / "__init__.py").is_file():  # a checkout (src layout)
+        folder = folder / "src"
     if not (folder / "lstmconvert" / "__init__.py").is_file():
         raise SystemExit(f"{folder} holds no lstmconvert package")
     LSTMCONVERT_PATH = str(folder.resolve())
@@ -72,7 +74,7 @@ def environment() -> dict:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     first = [LSTMCONVERT_PATH] if LSTMCONVERT_PATH else []
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, first + [str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, first + [str(REPO / "src"), str(REPO), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("PYTHONHASHSEED", "0")
     return env

@@ -19,7 +19,7 @@ import lstmconvert
 from lstmconvert.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 MIXED = [REPO / "fixtures" / "torch" / "tagger.pt", REPO / "fixtures" / "keras" / "classifier.h5",
          REPO / "fixtures" / "onnx" / "tf_tagger.onnx"]
 

@@ -22,7 +22,7 @@ TORCH = REPO / "fixtures" / "torch"
 KERAS = REPO / "fixtures" / "keras"
 ONNX = REPO / "fixtures" / "onnx"
 TAGGER = TORCH / "tagger.pt"
-ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
 
 
 def in_process(capsys, *args) -> tuple:

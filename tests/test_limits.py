@@ -123,7 +123,7 @@ def _refused_in_a_subprocess(path: Path, tmp_path: Path, what: str) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(FIXTURES.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, "PYTHONPATH": str(FIXTURES.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     done = subprocess.run([sys.executable, "-m", "lstmconvert", "convert", str(path), "-o", str(tmp_path / "x.onnx")],
                           env=env, capture_output=True, text=True, timeout=120)
     lines = [line for line in done.stderr.splitlines() if not line.startswith("lstmconvert: warning:")]

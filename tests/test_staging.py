@@ -21,7 +21,7 @@ TAGGER_PT = REPO / "fixtures" / "torch" / "tagger.pt"
 
 
 def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    return {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
 def _big_source(folder: Path) -> Path:

@@ -33,3 +33,10 @@ def hints_from(kwargs: dict) -> dict:
     """Pop the read-hint options out of a command's kwargs, keeping only those given."""
     names = ("embedding", "head", "batch_first", "readout")
     return {n: v for n in names if (v := kwargs.pop(n, None)) is not None}
+
+
+def echo_json(result) -> None:
+    """Print a command's result as JSON (``--json``); json is imported here, not at every start."""
+    import json
+
+    click.echo(json.dumps(result, indent=2))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .common import FORMAT_CHOICE, echo_json, hints_from, read_hint_options
 from .rules import refuse_read_hints
 
 
@@ -48,7 +47,7 @@ def inspect(ctx, path: Path, src_format, as_json: bool, lstms, consumers, **kwar
     report = describe(model, str(path))
     assumed = assumptions(model)
     if as_json:
-        click.echo(json.dumps({**report, "assumed": assumed or None}, indent=2))
+        echo_json({**report, "assumed": assumed or None})
         return 0
     click.echo(render_text(report))
     if assumed:
@@ -75,8 +74,8 @@ def _whole_model(path: Path, src_format, as_json: bool, lstms, consumers, reason
     why = (f"holds {reason.layer}, outside [Embedding] -> LSTM stack -> [Dense head]; `lstmconvert convert` widens "
            "it in place, in its own format" if reason is not None else "as in-place widening would change it")
     if as_json:
-        click.echo(json.dumps({"file": str(path), "format": info.name, "whole_model": True, "summary": why,
-                               "layers": rows}, indent=2))
+        echo_json({"file": str(path), "format": info.name, "whole_model": True, "summary": why,
+                               "layers": rows})
         return 0
     click.echo(f"{path} ({info.name}): {why}")
     width = max([len(r["name"]) for r in rows] + [4])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import click
 
-from .common import FORMAT_CHOICE, hints_from, read_hint_options
+from .common import FORMAT_CHOICE, echo_json, hints_from, read_hint_options
 from .rules import InapplicableOptionError, refuse_given, refuse_read_hints
 
 
@@ -110,7 +109,7 @@ def _convert(ctx, sources, dst: Path, src_format, dst_format, backward, merge, s
                                (), (), as_json=as_json)
     progress.clear()
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2))
+        echo_json(result.to_dict())
         return 0
     click.echo(f"wrote {', '.join(w['path'] for w in result.written)} ({result.describe()})")
     if result.preservation is not None:
@@ -166,8 +165,8 @@ def _convert_into_folder(sources, outdir: Path, to: str, jobs: int, as_json: boo
     results = convert_many(sources, outdir, to=to, jobs=jobs, on_result=report, **options)
     failed = [r for r in results if not r.ok]
     if as_json:
-        click.echo(json.dumps({"converted": len(results) - len(failed), "failed": len(failed),
-                               "files": [r.to_dict() for r in results]}, indent=2))
+        echo_json({"converted": len(results) - len(failed), "failed": len(failed),
+                   "files": [r.to_dict() for r in results]})
     else:
         tail = f"; {len(failed)} failed: {', '.join(r.source for r in failed)}" if failed else ""
         click.echo(f"converted {len(results) - len(failed)} of {len(results)} files into {outdir}{tail}")
@@ -194,12 +193,12 @@ def _widen_in_place(ctx, src, dst, src_format, dst_format, backward, merge, seed
     result = widen_in_place(src, dst, format=src_format, lstm=lstms, consumers=consumers, backward=backward,
                             merge=merge, preserve=preserve, seed=seed, force=force)
     if as_json:
-        click.echo(json.dumps({
+        echo_json({
             "source": str(src), "target": str(dst), "mode": "in place", "merge": merge, "backward": backward,
             "written": [{"path": str(dst), "bytes": Path(dst).stat().st_size}],
             "widened": list(result.widened), "consumers": list(result.consumers),
             "preservation": {"status": result.preservation.status, "reason": result.preservation.reason},
-            "notes": list(result.notes), "ok": True}, indent=2))
+            "notes": list(result.notes), "ok": True})
         return 0
     click.echo(f"wrote {dst} (in place: bidirectional {', '.join(map(repr, result.widened))}, "
                f"merge={merge}, backward={backward}; consumers widened: "
