@@ -75,7 +75,7 @@ def _whole_model(path: Path, src_format, as_json: bool, lstms, consumers, reason
            "it in place, in its own format" if reason is not None else "as in-place widening would change it")
     if as_json:
         echo_json({"file": str(path), "format": info.name, "whole_model": True, "summary": why,
-                               "layers": rows})
+                   "layers": rows})
         return 0
     click.echo(f"{path} ({info.name}): {why}")
     width = max([len(r["name"]) for r in rows] + [4])
