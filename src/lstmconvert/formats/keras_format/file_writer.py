@@ -1,0 +1,112 @@
+"""Write a ``KerasModel`` as Keras 3's savers would, with json, zipfile and h5py (no Keras, no TensorFlow).
+
+* ``.keras``: a zip archive, members stored (not deflated) as Keras writes them: ``metadata.json``,
+  ``config.json`` and ``model.weights.h5``, whose groups follow each layer's attribute path
+  (``layers/bidirectional/forward_layer/cell/vars/0``), each ``vars`` group recording its owner's name.
+  bfloat16 variables are stored as 2-byte opaque values tagged ``dtype="bfloat16"``, as Keras tags them.
+* legacy ``.h5``: root attributes ``model_config`` / ``keras_version`` / ``backend``; a
+  ``model_weights`` group listing ``layer_names``, one group per layer listing its ``weight_names``
+  (``<model>/<layer>/lstm_cell/kernel``), which Keras's loader assigns by position.
+
+Each array is written once, straight from the (possibly memory-mapped) source into the file in
+slices of rows, so a transposed view is never copied whole. The weights file of an archive is built
+beside the output, copied into the archive in large pieces and removed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import require
+from .model_config import KerasModel
+
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+SLICE_BYTES = 64 << 20  # at most this much of an array is made contiguous at a time
+COPY_CHUNK = 16 << 20  # bytes per piece when copying the weights file into the archive
+# The Keras 3 release whose savers these files follow: recorded when Keras itself is not installed.
+FORMAT_KERAS_VERSION = "3.15.1"
+BACKEND = "tensorflow"  # what a legacy .h5 records; Keras's loader reads it only for Keras 1/2 files
+
+
+def write_archive(keras: KerasModel, path: Path) -> None:
+    """``path`` (.keras): config, metadata and weights of ``keras``."""
+    h5py = _h5py()
+    weights = path.with_name(f".{path.name}.{WEIGHTS}")
+    try:
+        with h5py.File(weights, "w") as store:
+            store.create_group("vars").attrs["name"] = keras.name
+            layers_group = store.create_group("layers")
+            for layer, store_path in keras.store_paths():
+                group = layers_group.require_group(store_path.removeprefix("layers/"))
+                for variables in layer.groups:
+                    where = group.require_group(f"{variables.path}/vars" if variables.path else "vars")
+                    where.attrs["name"] = variables.owner
+                    for k, (_, array) in enumerate(variables.variables):
+                        _write_array(where, str(k), array, tag_bfloat16=True)
+        with zipfile.ZipFile(path, "w") as archive:  # stored, not deflated, as Keras writes it
+            archive.writestr(METADATA, json.dumps({"keras_version": keras_version(),
+                                                   "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")}))
+            archive.writestr(CONFIG, json.dumps(keras.config()))
+            with open(weights, "rb") as source, archive.open(WEIGHTS, "w", force_zip64=True) as target:
+                shutil.copyfileobj(source, target, COPY_CHUNK)
+    finally:
+        weights.unlink(missing_ok=True)
+
+
+def write_legacy_h5(keras: KerasModel, path: Path) -> None:
+    """``path`` (.h5): the legacy full-model HDF5 file of a Sequential ``keras``."""
+    h5py = _h5py()
+    version = keras_version().encode("utf8")
+    with h5py.File(path, "w") as store:
+        store.attrs["backend"] = BACKEND.encode("utf8")
+        store.attrs["keras_version"] = version
+        store.attrs["model_config"] = json.dumps(keras.legacy_config()).encode("utf8")
+        weights = store.create_group("model_weights")
+        weights.attrs["backend"] = BACKEND.encode("utf8")
+        weights.attrs["keras_version"] = version
+        weights.attrs["layer_names"] = [layer.name.encode("utf8") for layer in keras.weighted_layers]
+        for layer in keras.weighted_layers:
+            group = weights.create_group(layer.name)
+            names = [f"{keras.name}/{layer.name}/{name}" for name, _ in layer.variables]
+            group.attrs["weight_names"] = [name.encode("utf8") for name in names]
+            for name, (_, array) in zip(names, layer.variables):
+                _write_array(group, name, array, tag_bfloat16=False)
+        weights.create_group("top_level_model_weights").attrs["weight_names"] = []
+
+
+def keras_version() -> str:
+    """The Keras version a file records: the installed Keras 3's (read without importing it), else the
+    release whose savers this module follows."""
+    try:
+        installed = metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        return FORMAT_KERAS_VERSION
+    return installed if installed.startswith("3.") else FORMAT_KERAS_VERSION
+
+
+def _write_array(group, name: str, array: np.ndarray, *, tag_bfloat16: bool) -> None:
+    if str(array.dtype) == "bfloat16":
+        # HDF5 has no bfloat16: Keras stores the 2-byte values opaque and tags them.
+        dataset = group.create_dataset(name, data=np.ascontiguousarray(array))
+        if tag_bfloat16:
+            dataset.attrs["dtype"] = "bfloat16"
+        return
+    dataset = group.create_dataset(name, shape=array.shape, dtype=array.dtype)
+    if array.ndim == 0 or array.size == 0:
+        dataset[()] = array
+        return
+    rows = max(1, SLICE_BYTES // max(1, array[0].nbytes))
+    for start in range(0, array.shape[0], rows):
+        dataset[start:start + rows] = array[start:start + rows]
+
+
+def _h5py():
+    return require("h5py", "keras", "writing Keras files")
+
