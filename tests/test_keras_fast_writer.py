@@ -148,6 +148,7 @@ def test_file_is_what_keras_saves(tmp_path, name, case, suffix):
         fast, slow = zipfile.ZipFile(ours), zipfile.ZipFile(theirs)
         assert sorted(fast.namelist()) == sorted(slow.namelist())
         assert all(info.compress_type == zipfile.ZIP_STORED for info in fast.infolist())
+        assert fast.testzip() is None  # every member's CRC-32 checks out
         assert json.loads(fast.read("metadata.json"))["keras_version"] == keras.__version__
         mine, keras_own = _archive_contents(ours), _archive_contents(theirs)
     else:
@@ -185,3 +186,25 @@ def test_writing_keras_files_imports_neither_keras_nor_tensorflow(tmp_path, suff
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
     assert (tmp_path / f"bi{suffix}").stat().st_size > 0
+
+
+def test_archive_with_zip64_records_opens_in_zipfile_and_keras(tmp_path, monkeypatch):
+    """Sizes and offsets from 4 GiB up go into ZIP64 records; with the threshold lowered, every record of
+    a small archive takes that path, and zipfile (which checks each member's CRC-32) and Keras read it."""
+    from lstmconvert.formats.keras_format import archive
+
+    monkeypatch.setattr(archive, "ZIP64_LIMIT", 64)
+    path = tmp_path / "zip64.keras"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = lstmconvert.to_bidirectional(lstmconvert.load(FIXTURES / "tagger.pt"))
+        lstmconvert.save(model, path)
+        with zipfile.ZipFile(path) as opened:
+            assert opened.testzip() is None
+            assert sorted(opened.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+        assert b"PK\x06\x06" in path.read_bytes()  # the ZIP64 end of central directory record
+        loaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+        x = tokens(2, 5, 1)
+        source = load_user(Tagger, FIXTURES / "tagger.pt")
+        out = np.asarray(loaded(x.T.numpy()))
+    assert_close(out.transpose(1, 0, 2)[..., :], numpy_out(source, x))

@@ -6,13 +6,13 @@ archive*, with a 512-byte HDF5 user block in front of its superblock. HDF5 leave
 and the archive puts the weights member's local header there, so the HDF5 bytes are the member's data
 as they are. (HDF5 finds a superblock at offset 0, 512, 1024, ... and addresses everything from where it
 finds it, so the extracted member, or the member read through ``zipfile``, opens as a plain HDF5 file.)
-After HDF5 closes the file, the header is filled in (CRC-32 and size, read back once), the small
-members follow, then the central directory, with ZIP64 records where a size or offset needs them.
+After HDF5 closes the file, the header is filled in (CRC-32, computed while the weights were
+written, and size), the small members follow, then the central directory, with ZIP64 records where a
+size or offset needs them.
 """
 
 from __future__ import annotations
 
-import mmap
 import struct
 import time
 import zlib
@@ -21,7 +21,6 @@ from pathlib import Path
 USER_BLOCK = 512  # bytes before the HDF5 superblock: the weights member's local header, padded
 ZIP64_LIMIT = 0xFFFFFFFF  # a size or offset at least this large goes into a ZIP64 extra field
 ZIP64_MARK = 0xFFFFFFFF  # what the 32-bit field then holds
-READ_CHUNK = 16 << 20
 
 _LOCAL = struct.Struct("<4s2B4HL2L2H")
 _CENTRAL = struct.Struct("<4s4B4HL2L5H2L")
@@ -44,11 +43,12 @@ class InPlaceArchive:
         self.first = first.encode("utf8")
         self._stamp = _dos_time()
 
-    def close(self, members: dict) -> None:
+    def close(self, crc: int, members: dict) -> None:
+        """Fill in the weights member's header (``crc``: CRC-32 of the HDF5 bytes), append ``members``
+        ({name: bytes}) and the central directory."""
         entries = []
         with open(self.path, "r+b") as out:
             size = out.seek(0, 2) - USER_BLOCK
-            crc = _crc_of(out, USER_BLOCK, size)
             out.seek(0)
             out.write(self._weights_header(crc, size))
             entries.append((self.first, crc, size, 0))
@@ -99,20 +99,6 @@ def _field(value: int) -> int:
 
 def _zip64_extra(file_size: int, compressed_size: int) -> bytes:
     return struct.pack("<2H2Q", 1, 16, file_size, compressed_size)
-
-
-def _crc_of(handle, start: int, size: int) -> int:
-    """CRC-32 of ``size`` bytes at ``start``, read through memory-mapped windows (the pages are still
-    cached; a window is unmapped before the next, so they never count towards the process's memory)."""
-    crc, end = 0, start + size
-    if handle.seek(0, 2) < end:
-        raise OSError("the weights file is shorter than HDF5 reported")
-    for window in range(start - start % mmap.ALLOCATIONGRANULARITY, end, READ_CHUNK):
-        length = min(READ_CHUNK, end - window)
-        with mmap.mmap(handle.fileno(), length, offset=window, access=mmap.ACCESS_READ) as mapped:
-            with memoryview(mapped) as view:
-                crc = zlib.crc32(view[max(start - window, 0):], crc)
-    return crc
 
 
 def _dos_time() -> tuple:

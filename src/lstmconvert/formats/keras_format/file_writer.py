@@ -8,9 +8,9 @@
   ``model_weights`` group listing ``layer_names``, one group per layer listing its ``weight_names``
   (``<model>/<layer>/lstm_cell/kernel``), which Keras's loader assigns by position.
 
-Each array is written once, straight from the (possibly memory-mapped) source into the file in
-slices of rows, so a transposed view is never copied whole. An archive's weights file is written in
-place inside the archive (``archive``), not built beside it and copied in.
+Each array is copied once, straight from the (possibly memory-mapped) source into its place in the
+file (``raw_data``); an archive's weights file is written in place inside the archive (``archive``),
+not built beside it and copied in.
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-import numpy as np
-
 from ...errors import require
 from .archive import USER_BLOCK, InPlaceArchive
 from .model_config import KerasModel
+from .raw_data import RawData
 
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
-SLICE_BYTES = 64 << 20  # at most this much of an array is made contiguous at a time
-TILE = 256  # side of the square tiles a transposed matrix is copied in
 # The Keras 3 release whose savers these files follow: recorded when Keras itself is not installed.
 FORMAT_KERAS_VERSION = "3.15.1"
 BACKEND = "tensorflow"  # what a legacy .h5 records; Keras's loader reads it only for Keras 1/2 files
@@ -36,7 +33,7 @@ BACKEND = "tensorflow"  # what a legacy .h5 records; Keras's loader reads it onl
 
 def write_archive(keras: KerasModel, path: Path) -> None:
     """``path`` (.keras): weights, metadata and config of ``keras``; the weights written once, in place."""
-    h5py = _h5py()
+    h5py, data = _h5py(), RawData()
     with h5py.File(path, "w", userblock_size=USER_BLOCK) as store:
         store.create_group("vars").attrs["name"] = keras.name
         layers_group = store.create_group("layers")
@@ -46,9 +43,10 @@ def write_archive(keras: KerasModel, path: Path) -> None:
                 where = group.require_group(f"{variables.path}/vars" if variables.path else "vars")
                 where.attrs["name"] = variables.owner
                 for k, (_, array) in enumerate(variables.variables):
-                    _write_array(where, str(k), array, tag_bfloat16=True)
+                    data.add(where, str(k), array, tag_bfloat16=True)
+    crc = data.copy_into(path, checksum_from=USER_BLOCK)
     saved = datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S")
-    InPlaceArchive(path, WEIGHTS).close({
+    InPlaceArchive(path, WEIGHTS).close(crc, {
         METADATA: json.dumps({"keras_version": keras_version(), "date_saved": saved}).encode("utf8"),
         CONFIG: json.dumps(keras.config()).encode("utf8"),
     })
@@ -56,7 +54,7 @@ def write_archive(keras: KerasModel, path: Path) -> None:
 
 def write_legacy_h5(keras: KerasModel, path: Path) -> None:
     """``path`` (.h5): the legacy full-model HDF5 file of a Sequential ``keras``."""
-    h5py = _h5py()
+    h5py, data = _h5py(), RawData()
     version = keras_version().encode("utf8")
     with h5py.File(path, "w") as store:
         store.attrs["backend"] = BACKEND.encode("utf8")
@@ -71,8 +69,9 @@ def write_legacy_h5(keras: KerasModel, path: Path) -> None:
             names = [f"{keras.name}/{layer.name}/{name}" for name, _ in layer.variables]
             group.attrs["weight_names"] = [name.encode("utf8") for name in names]
             for name, (_, array) in zip(names, layer.variables):
-                _write_array(group, name, array, tag_bfloat16=False)
+                data.add(group, name, array, tag_bfloat16=False)
         weights.create_group("top_level_model_weights").attrs["weight_names"] = []
+    data.copy_into(path)
 
 
 def keras_version() -> str:
@@ -83,37 +82,6 @@ def keras_version() -> str:
     except metadata.PackageNotFoundError:
         return FORMAT_KERAS_VERSION
     return installed if installed.startswith("3.") else FORMAT_KERAS_VERSION
-
-
-def _write_array(group, name: str, array: np.ndarray, *, tag_bfloat16: bool) -> None:
-    if str(array.dtype) == "bfloat16":
-        # HDF5 has no bfloat16: Keras stores the 2-byte values opaque and tags them.
-        dataset = group.create_dataset(name, data=np.ascontiguousarray(array))
-        if tag_bfloat16:
-            dataset.attrs["dtype"] = "bfloat16"
-        return
-    dataset = group.create_dataset(name, shape=array.shape, dtype=array.dtype)
-    if array.ndim == 0 or array.size == 0:
-        dataset[()] = array
-        return
-    rows = max(1, SLICE_BYTES // max(1, array[0].nbytes))
-    transposed = array.ndim == 2 and array.strides[0] < array.strides[1]
-    slab = np.empty((min(rows, array.shape[0]),) + array.shape[1:], array.dtype) if transposed else None
-    for start in range(0, array.shape[0], rows):
-        block = array[start:start + rows]
-        if transposed:
-            block = _copy_in_tiles(block, slab[:len(block)])
-        dataset[start:start + len(block)] = block
-
-
-def _copy_in_tiles(source: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[...] = source`` for a column-major ``source`` (a Keras kernel is the transpose of PyTorch's
-    matrix), square tile by square tile: both sides are then read and written in runs of memory, where a
-    plain copy strides across the source and runs ~3x slower on large matrices."""
-    for i in range(0, source.shape[0], TILE):
-        for j in range(0, source.shape[1], TILE):
-            out[i:i + TILE, j:j + TILE] = source[i:i + TILE, j:j + TILE]
-    return out
 
 
 def _h5py():
