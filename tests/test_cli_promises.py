@@ -246,10 +246,12 @@ def test_missing_torch_names_the_file_and_the_extra(tmp_path):
     assert done.stdout.startswith("MissingDependencyError torch ") and str(script) in done.stdout, done
 
 
-def test_missing_keras_names_the_output_and_the_extra(tmp_path):
-    assert_refused(without("keras,tensorflow,tf_keras", "convert", TAGGER, "-o", tmp_path / "bi.keras"),
+def test_writing_keras_needs_no_keras_and_running_it_names_the_extra(tmp_path):
+    done = without("keras,tensorflow,tf_keras", "convert", TAGGER, "-o", tmp_path / "bi.keras")
+    assert done.returncode == 0, done.stderr
+    assert files_in(tmp_path) == ["bi.keras"]
+    assert_refused(without("keras,tensorflow,tf_keras", "verify", TAGGER, tmp_path / "bi.keras"),
                    "bi.keras", "lstmconvert[keras]")
-    assert files_in(tmp_path) == []
 
 
 def test_roundtrip_skips_a_missing_keras_like_a_missing_torch():

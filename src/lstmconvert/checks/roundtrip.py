@@ -146,6 +146,10 @@ def _hop(source: LoadedFile, name: str, extension: str, folder: Path, explicit: 
     problems = exactness_problems(model, back, single_bias=single_bias)
     try:
         outputs = verify_loaded(source, LoadedFile(path, back, info), expect="same", settings=settings)
+    except MissingDependencyError as exc:  # written without its framework (Keras), but running needs it
+        if explicit:
+            raise
+        return HopResult(name, path.name, "skip", f"not installed: {_reason(exc)}", weights=problems)
     except LstmConvertError as exc:  # SRC already ran (warm_up), so this is the hop file's problem
         return HopResult(name, path.name, "fail", f"cannot compare outputs: {_reason(exc)}", weights=problems)
     count = len(model.arrays())
