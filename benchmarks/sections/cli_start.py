@@ -21,6 +21,7 @@ EXTENSIONS = {"torch": ".pt", "keras": ".keras", "onnx": ".onnx"}
 FORBIDDEN = {
     ("torch", "onnx"): ("tensorflow", "keras"),
     ("keras", "onnx"): ("torch", "tensorflow"),
+    ("torch", "keras"): ("torch", "tensorflow", "keras"),
 }
 
 

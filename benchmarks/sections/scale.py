@@ -21,7 +21,8 @@ ONNX_MEMORY_LIMIT = 1.0  # .pt→.onnx peak RSS, × output size
 DYNAMO_LIMIT = 0.25  # .pt→.onnx wall, × the user's dynamo export script
 KERAS_LIMIT = 2.0  # .pt→.keras wall, × our own .pt→.onnx
 # Target extension -> the libraries its conversion from .pt needs (the start-up floor).
-TARGETS = {".pt": "torch", ".onnx": "onnx", ".keras": "keras"}  # a .pt is read without torch
+# A .pt is read without torch, and .keras is written with h5py alone (no Keras, no TensorFlow).
+TARGETS = {".pt": "torch", ".onnx": "onnx", ".keras": "h5py"}
 PROTOBUF_LIMIT = 2**31
 
 

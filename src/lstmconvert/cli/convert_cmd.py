@@ -7,11 +7,12 @@ from pathlib import Path
 
 import click
 
+from .commands import summary
 from .common import FORMAT_CHOICE, echo_json, hints_from, read_hint_options
 from .rules import InapplicableOptionError, refuse_given, refuse_read_hints
 
 
-@click.command()
+@click.command(short_help=summary("convert"))
 @click.argument("sources", metavar="SRC...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", "dst", required=True, type=click.Path(path_type=Path),
               help="Output file; or, with several SRC files or a name ending in '/', the folder that receives "

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from .commands import summary
 from .common import FORMAT_CHOICE, echo_json, hints_from, read_hint_options
 from .rules import refuse_read_hints
 
 
-@click.command()
+@click.command(short_help=summary("inspect"))
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--from", "src_format", type=FORMAT_CHOICE, help="Format (default: from the extension).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
+from .commands import summary
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
 from .rules import refuse_read_hints
 from .verify_cmd import input_shape_options
 
 
-@click.command()
+@click.command(short_help=summary("roundtrip"))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.option("--via", metavar="FORMATS",
               help="Comma-separated formats to go through: torch, keras, onnx, pt2, h5 (default: "

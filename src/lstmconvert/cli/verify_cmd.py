@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .commands import summary
 from .common import FORMAT_CHOICE, hints_from, read_hint_options
 from .rules import READ_HINTS, given, refuse_read_hints
 
@@ -37,7 +38,7 @@ def input_shape_options(func):
     return func
 
 
-@click.command()
+@click.command(short_help=summary("verify"))
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
 @click.option("--from", "src_format", type=FORMAT_CHOICE, help="SRC's format (default: from the extension).")
