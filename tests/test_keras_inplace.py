@@ -206,6 +206,17 @@ def test_describe_edit_and_signature():
     assert roles["join"] == roles["hidden"] == "other"
 
 
+def test_describe_edit_shows_a_refusal_on_its_layer(capsys):
+    from lstmconvert.formats.keras_format import describe_edit
+    from lstmconvert.options import EditRequest
+
+    rows = {row["name"]: row for row in describe_edit(KERAS_FIXTURES / "layernorm.keras", EditRequest())}
+    assert rows["norm"]["change"].startswith("refused: ") and "LayerNormalization" in rows["norm"]["change"]
+    assert rows["lstm1"]["role"] == rows["lstm2"]["role"] == "lstm" and rows["mix"]["role"] == "consumer"
+    assert main(["inspect", str(KERAS_FIXTURES / "layernorm.keras")]) == 0
+    assert "refused: " in capsys.readouterr().out
+
+
 def test_nested_model_and_second_output_pass_through_unchanged(tmp_path):
     """A Sequential used as a layer (with frozen BatchNorm statistics) and an output the LSTM does not
     reach keep their weights bit for bit; both outputs match the source, run in Keras."""

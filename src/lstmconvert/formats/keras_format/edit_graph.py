@@ -88,6 +88,7 @@ class Plan:
     mixing: list  # normalization consumers widened anyway (preserve=False)
     not_homogeneous: list  # through layers that merge 'ave' halving cannot pass exactly
     merged: set = field(default_factory=set)  # (merge layer, blocks) already followed
+    refused_at: Optional[str] = None  # the layer being handled: describe_edit shows a refusal on it
 
 
 def graph_nodes(model_config: dict) -> tuple:
@@ -125,11 +126,16 @@ def _entry_name(entry: dict) -> str:
     return str(entry.get("name") or config.get("name") or entry["class_name"])
 
 
-def plan_edit(model_config: dict, shapes, request) -> Plan:
-    """Decide what widening changes; raise UnsupportedError naming the layer that prevents it."""
+def plan_edit(model_config: dict, shapes, request, holder: Optional[list] = None) -> Plan:
+    """Decide what widening changes; raise UnsupportedError naming the layer that prevents it.
+
+    ``holder`` receives the plan as soon as it exists, so a caller sees how far a refused plan got.
+    """
     nodes, order, outputs = graph_nodes(model_config)
     lstms = _lstms_to_widen(nodes, order, request.lstms)
     plan = Plan(nodes, order, lstms, {}, {}, [], [], [])
+    if holder is not None:
+        holder.append(plan)
     for lstm in lstms:
         _follow(plan, lstm, (lstm, 0, 0), [Block(0, _units(nodes[lstm]))], outputs, shapes, request)
     return plan
@@ -189,16 +195,19 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
         plan.outputs.append(lstm)
     for node, call, position in _readers(plan.nodes, tensor):
         cls, cfg = node.class_name, node.config
+        plan.refused_at = node.name  # until the node is handled
         if len(node.calls) != 1:
             raise UnsupportedError(f"{node.label()} reads LSTM '{lstm}' and is called {len(node.calls)} "
                                    "times (a shared layer); its weights cannot be widened for one call only")
         kind = _consumer_kind(node)
         if kind is not None:
             _add_consumer(plan, node, kind, blocks, shapes, request)
+            plan.refused_at = None
             if kind == "normalization":  # per-feature parameters: its output carries the widened features on
                 _follow(plan, lstm, (node.name, call, 0), blocks, outputs, shapes, request)
             continue
         nxt = _through(node, position, blocks, shapes, lstm, plan)
+        plan.refused_at = None
         if cls in _MERGES:
             key = (node.name, tuple(nxt))
             if key in plan.merged:  # several widened LSTMs meet here: follow the sum once

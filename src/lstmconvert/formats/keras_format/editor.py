@@ -66,14 +66,26 @@ def edit(src: Path, dst: Path, request: EditRequest) -> EditResult:
 
 
 def describe_edit(path: Path, request: EditRequest) -> list:
-    """One dict per top-level layer: name, type, role (lstm/consumer/through/other), what widening changes."""
+    """One dict per top-level layer: name, type, role (lstm/consumer/through/other), what widening changes.
+
+    A widening the plan refuses is shown on the layer that stops it (``change`` starts with "refused:").
+    """
     source = _Source(path, weights=False)
-    plan = plan_edit(source.config, source, request)
+    holder, refusal = [], None
+    try:
+        plan = plan_edit(source.config, source, request, holder)
+    except UnsupportedError as exc:
+        if not holder or holder[0].refused_at is None:
+            raise
+        plan, refusal = holder[0], (holder[0].refused_at, f"refused: {exc}")
     double = request.merge == "concat"
     rows = []
     for name in plan.order:
         node = plan.nodes[name]
         role, change = "other", ""
+        if refusal is not None and name == refusal[0]:
+            rows.append({"name": name, "type": node.class_name, "role": role, "change": refusal[1]})
+            continue
         if name in plan.lstms:
             role = "lstm"
             change = f"wrapped in Bidirectional(merge_mode={request.merge!r}), backward={request.backward}"
