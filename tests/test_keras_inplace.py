@@ -256,3 +256,46 @@ def test_lambda_layer_and_consumer_option_are_refused(tmp_path, capsys):
     src = KERAS_FIXTURES / "crnn.keras"
     err = _refused(["convert", str(src), "-o", str(tmp_path / "wide.keras"), "--consumer", "tags"], tmp_path, capsys)
     assert "--consumer" in err
+
+
+def _self_attention_model(path, multi_head=False):
+    """LSTM -> self-attention over its output -> pooling -> Dense, saved by Keras 3 (random weights)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((None, 3), name="x")
+    h = layers.LSTM(6, return_sequences=True, name="lstm")(inp)
+    if multi_head:
+        attended = layers.MultiHeadAttention(2, 3, name="attend")(h, h)
+    else:
+        attended = layers.Attention(use_scale=True, name="attend")([h, h])
+    out = layers.Dense(2, name="head")(layers.GlobalAveragePooling1D(name="pool")(attended))
+    keras.Model(inp, out, name="self_attention").save(str(path))
+    return path
+
+
+def test_self_attention_is_followed_and_exact_with_a_zero_backward_direction(tmp_path, capsys):
+    """Attention([h, h]) passes the value's features on; its scores (query . key) see the backward
+    half, so only --backward zeros keeps the function, and a copy is widened with a warning."""
+    src = _self_attention_model(tmp_path / "self_attention.keras")
+    x = np.random.default_rng(1).normal(size=(2, 7, 3)).astype(np.float32)
+    source = keras.saving.load_model(str(src), compile=False, safe_mode=True)
+    (expected,) = _outputs(source, [x])
+
+    out = _convert(src, tmp_path / "zeros.keras", "--backward", "zeros", capsys=capsys)
+    assert "function preservation: exact" in out
+    widened = keras.saving.load_model(str(tmp_path / "zeros.keras"), compile=False, safe_mode=True)
+    assert type(widened.get_layer("lstm")).__name__ == "Bidirectional"
+    assert widened.get_layer("head").get_weights()[0].shape == (12, 2)
+    (got,) = _outputs(widened, [x])
+    assert np.abs(got - expected).max() <= TOL
+
+    out = _convert(src, tmp_path / "copy.keras", capsys=capsys)
+    assert "function preservation: none" in out and "'attend'" in out and "--backward zeros" in out
+    (copied,) = _outputs(keras.saving.load_model(str(tmp_path / "copy.keras"), compile=False, safe_mode=True), [x])
+    assert copied.shape == expected.shape and np.abs(copied - expected).max() > TOL
+
+
+def test_attention_with_feature_weights_is_refused(tmp_path, capsys):
+    src = _self_attention_model(tmp_path / "mha.keras", multi_head=True)
+    err = _refused(["convert", str(src), "-o", str(tmp_path / "wide.keras")], tmp_path, capsys)
+    assert "MultiHeadAttention 'attend'" in err

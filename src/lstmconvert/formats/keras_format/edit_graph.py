@@ -45,8 +45,10 @@ _HOMOGENEOUS = ("Dropout", "SpatialDropout1D", "Identity", "ActivityRegularizati
 NORMALIZATIONS = ("LayerNormalization", "BatchNormalization")
 _NOT_WIDENABLE = (
     "GroupNormalization", "UnitNormalization", "Normalization", "RMSNormalization", "MultiHeadAttention",
-    "Attention", "AdditiveAttention", "GroupedQueryAttention",
+    "AdditiveAttention", "GroupedQueryAttention",
 )
+# Attention without feature weights: followed when query, value and key are all the widened output.
+_SCORE_MODES = ("dot", "concat")
 
 
 @dataclass
@@ -89,6 +91,7 @@ class Plan:
     not_homogeneous: list  # through layers that merge 'ave' halving cannot pass exactly
     merged: set = field(default_factory=set)  # (merge layer, blocks) already followed
     refused_at: Optional[str] = None  # the layer being handled: describe_edit shows a refusal on it
+    scores: list = field(default_factory=list)  # Attention layers whose scores see the backward features
 
 
 def graph_nodes(model_config: dict) -> tuple:
@@ -208,7 +211,7 @@ def _follow(plan: Plan, lstm: str, tensor: tuple, blocks: list, outputs: list, s
             continue
         nxt = _through(node, position, blocks, shapes, lstm, plan)
         plan.refused_at = None
-        if cls in _MERGES:
+        if cls in _MERGES or cls == "Attention":
             key = (node.name, tuple(nxt))
             if key in plan.merged:  # several widened LSTMs meet here: follow the sum once
                 continue
@@ -306,6 +309,17 @@ def _through(node: Node, position: int, blocks: list, shapes, lstm: str, plan: P
             return blocks  # the other operands broadcast over the features
         if all(_lstm_blocks(plan, ref) == blocks for ref, _ in others):
             return blocks  # widened LSTMs meet: [fa|ba] + [fb|bb] keeps forward and backward apart
+    elif cls == "Attention":
+        tensors = node.calls[0][0]
+        if (len(tensors) in (2, 3) and cfg.get("score_mode", "dot") in _SCORE_MODES
+                and all(_lstm_blocks(plan, ref) == blocks for ref in tensors)):
+            # Self-attention over the widened output: the value's features pass through; the scores
+            # (query . key) see the backward features too, exact only while those are zero.
+            if node.name not in plan.scores:
+                plan.scores.append(node.name)
+            return blocks
+        raise UnsupportedError(f"{label} reads LSTM '{lstm}' output, but not as query, value and key at once; "
+                               "lstmconvert follows self-attention over one widened LSTM output only")
     elif cls == "Dot":
         axes = cfg.get("axes")
         axes = axes if isinstance(axes, list) else [axes, axes]

@@ -253,6 +253,10 @@ def _preservation(plan: Plan, request: EditRequest) -> Preservation:
     if plan.mixing:
         return Preservation("none", f"--no-preserve widens {', '.join(plan.mixing)}, which mix(es) the features "
                                     "non-linearly")
+    if plan.scores and backward != "zeros":
+        return Preservation("none", f"Attention {', '.join(map(repr, plan.scores))} compares the LSTM's features "
+                                    "across steps, and a non-zero backward direction changes its scores "
+                                    "(--backward zeros keeps them)")
     if plan.consumers:
         problem = consumer_problem(merge, backward, preserve)
         if problem:
