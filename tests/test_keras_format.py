@@ -84,7 +84,7 @@ def test_reading_imports_no_framework():
 LOADERS = {  # which Keras opens each fixture (Keras 3 cannot load tf.keras LSTM files)
     "tagger.keras": "keras", "tagger.h5": "keras", "classifier.keras": "keras", "classifier.h5": "keras",
     "bidirectional.keras": "keras", "bidirectional.h5": "keras",
-    "functional.keras": "keras",
+    "functional.keras": "keras", "tagger_folder": "keras",
     "tagger_tf_keras.h5": "tf_keras", "tagger_tf_keras.keras": "tf_keras", "hard_sigmoid_tf_keras.h5": "tf_keras",
     "functional_tf_keras.h5": "tf_keras", "keras2_tagger.h5": "tf_keras",
 }
@@ -547,3 +547,29 @@ def test_cli_refuses_bad_files_in_one_line(case, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and err.startswith("lstmconvert: error: ") and str(src) in err
     assert expected in err
     assert set(tmp_path.iterdir()) == before  # nothing written, no staging folder left
+
+
+# -- folders ------------------------------------------------------------------------------------------
+
+def test_folder_saved_with_zipped_false_converts_like_its_archive(tmp_path, capsys):
+    """``model.save(folder, zipped=False)`` writes the archive's members as files: read, converted and
+    verified (Keras runs the folder) like the .keras archive of the same model."""
+    folder = KERAS_FIXTURES / "tagger_folder"
+    assert same_arrays(lstmconvert.load(folder), lstmconvert.load(KERAS_FIXTURES / "tagger.keras"))
+    dst = tmp_path / "bi.keras"
+    assert main(["convert", str(folder), "-o", str(dst)]) == 0
+    assert main(["verify", str(folder), str(dst)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("PASS: DST computes what SRC computes")
+
+
+@pytest.mark.parametrize("content, message", [((), "a folder, not a model file"),
+                                              (("saved_model.pb",), "TensorFlow SavedModel folder")])
+def test_other_folders_are_refused_in_one_line(tmp_path, capsys, content, message):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in content:
+        (folder / name).write_bytes(b"\x08\x01")
+    assert main(["convert", str(folder), "-o", str(tmp_path / "out.onnx")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(folder) in err and message in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

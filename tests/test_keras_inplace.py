@@ -299,3 +299,15 @@ def test_attention_with_feature_weights_is_refused(tmp_path, capsys):
     src = _self_attention_model(tmp_path / "mha.keras", multi_head=True)
     err = _refused(["convert", str(src), "-o", str(tmp_path / "wide.keras")], tmp_path, capsys)
     assert "MultiHeadAttention 'attend'" in err
+
+
+def test_a_folder_saved_with_zipped_false_is_widened_in_place(tmp_path, capsys):
+    src = tmp_path / "crnn_folder"
+    keras.saving.load_model(str(KERAS_FIXTURES / "crnn.keras"), compile=False, safe_mode=True).save(str(src),
+                                                                                                     zipped=False)
+    out = _convert(src, tmp_path / "wide.keras", capsys=capsys)
+    assert "function preservation: exact" in out
+    xs, ys = _reference("crnn")
+    widened = keras.saving.load_model(str(tmp_path / "wide.keras"), compile=False, safe_mode=True)
+    for y_ref, y_new in zip(ys, _outputs(widened, xs)):
+        assert np.abs(y_new - y_ref).max() <= TOL

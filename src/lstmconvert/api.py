@@ -19,7 +19,7 @@ from . import progress
 from .errors import LstmConvertError, ReadError, UnsupportedError, WriteError
 from .model import SequenceModel
 from .options import EditRequest, EditResult, ReadHints, WriteOptions
-from .registry import format_for_path, format_module
+from .registry import format_for_path, format_module, model_folder
 from .staging import OUTPUT_FOLDER, check_target as _check_target, write_staged
 
 PathLike = Union[str, os.PathLike]
@@ -47,7 +47,7 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     """
     path = Path(path)
     info = format_for_path(path, format)
-    _check_source(path)
+    check_source(path)
     module = _format_module(info, path)
     with _reading(path, info), progress.phase("reading", path.stat().st_size):
         model = module.read(path, ReadHints(**hints))
@@ -117,7 +117,7 @@ def widen_in_place(
         raise UnsupportedError(
             f"in-place widening writes the source's own format ({info.name}), not {dst_info.name}"
         ).at(src)
-    _check_source(src)
+    check_source(src)
     refuse_overwriting_input(src, dst)
     _check_target(dst, force)
     module = _format_module(info, src)
@@ -194,7 +194,10 @@ def refuse_overwriting_input(src: PathLike, dst: PathLike) -> None:
         raise WriteError(dst, f"is the input file {src}; choose another output path (the input is never modified)")
 
 
-def _check_source(path: Path) -> None:
+def check_source(path: Path) -> None:
+    """Refuse a source that is missing, empty, or neither a file nor a model folder (``registry``)."""
+    if model_folder(path):
+        return
     if not path.is_file():
         raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:

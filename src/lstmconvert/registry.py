@@ -46,6 +46,8 @@ class FormatInfo:
     # Its files leave the embedding, head, layout and readout unsaid, so the read hints
     # (--embedding, --head, --batch-first/--seq-first, --readout) apply; other formats record them.
     read_hints: bool = False
+    # A folder holding all of these files is a model of this format (Keras's zipped=False save).
+    folder_files: tuple = ()
 
     @property
     def capabilities(self) -> Capabilities:
@@ -60,7 +62,8 @@ FORMATS = {
                    "torch", "PyTorch state_dict (.pt/.pth, Lightning .ckpt, pytorch_model.bin, .safetensors) or "
                    "torch.export program (.pt2)", read_hints=True),
         FormatInfo("keras", "lstmconvert.formats.keras_format", (".keras", ".h5", ".hdf5"), "keras",
-                   "Keras 3 archive (.keras) or full-model HDF5 (.h5)"),
+                   "Keras 3 archive (.keras), folder saved with zipped=False, or full-model HDF5 (.h5)",
+                   folder_files=("config.json", "model.weights.h5")),
         FormatInfo("onnx", "lstmconvert.formats.onnx_format", (".onnx",), "onnx",
                    "ONNX model with LSTM operators"),
     )
@@ -77,6 +80,8 @@ def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
         if explicit not in FORMATS:
             raise LstmConvertError(f"unknown format {explicit!r}; choose one of {', '.join(FORMATS)}")
         return FORMATS[explicit]
+    if Path(path).is_dir():
+        return _format_of_folder(Path(path))
     for suffix in reversed(Path(path).suffixes):
         for info in FORMATS.values():
             if suffix.lower() in info.extensions:
@@ -85,6 +90,24 @@ def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
     raise LstmConvertError(
         f"cannot tell the format from the extension (known: {known}); pass --from/--to"
     ).at(path)
+
+
+def model_folder(path: Path) -> bool:
+    """Whether ``path`` is a folder that some format reads as one model."""
+    return path.is_dir() and any(info.folder_files and all((path / name).is_file() for name in info.folder_files)
+                                 for info in FORMATS.values())
+
+
+def _format_of_folder(path: Path) -> FormatInfo:
+    for info in FORMATS.values():
+        if info.folder_files and all((path / name).is_file() for name in info.folder_files):
+            return info
+    if (path / "saved_model.pb").is_file():
+        raise LstmConvertError("a TensorFlow SavedModel folder holds a traced graph, not layers lstmconvert can "
+                               "read; convert the Keras file the model was saved to with model.save('model.keras')"
+                               ).at(path)
+    raise LstmConvertError("a folder, not a model file (a Keras model saved with zipped=False is a folder "
+                           "holding config.json and model.weights.h5)").at(path)
 
 
 def format_module(info: FormatInfo, path: Optional[Path] = None) -> ModuleType:

@@ -58,13 +58,13 @@ def inspect(ctx, path: Path, src_format, as_json: bool, lstms, consumers, **kwar
 
 def _whole_model(path: Path, src_format, as_json: bool, lstms, consumers, reason) -> int:
     """Every layer of a model of any shape, from the format's ``describe_edit``."""
-    from ..errors import LstmConvertError, ReadError
+    from ..api import check_source
+    from ..errors import LstmConvertError
     from ..options import EditRequest
     from ..registry import format_for_path, format_module
 
     info = format_for_path(path, src_format)
-    if not path.is_file():
-        raise ReadError(path, "no such file" if not path.exists() else "not a regular file")
+    check_source(path)
     describe_edit = getattr(format_module(info), "describe_edit", None)
     if describe_edit is None:
         raise LstmConvertError(f"{path}: the {info.name} format cannot describe in-place widening")

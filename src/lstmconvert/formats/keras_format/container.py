@@ -25,6 +25,9 @@ from ...errors import ReadError, UnsupportedError, require
 from ...limits import file_budget, require_fits
 from .hdf5_extent import check_extent
 
+# The members of a .keras archive (the files of a folder saved with zipped=False).
+CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
+
 # Keras splits a long attribute over name0, name1, ... (HDF5_OBJECT_HEADER_LIMIT).
 _SPLIT_ATTR_LIMIT = 10_000
 
@@ -101,31 +104,49 @@ class KerasArchive(KerasFile):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        if not zipfile.is_zipfile(path):
-            with open(path, "rb") as handle:
-                zipped = handle.read(2) == b"PK"
-            raise ReadError("a damaged or truncated .keras archive (its zip directory is missing)" if zipped
-                            else "not a zip archive (a .keras file is a zip with config.json and weights)")
+        self._check_container()
         try:
             self._open()
         except BaseException:
             self.close()
             raise
 
+    # -- the members: from the zip here, from the folder in KerasFolder --------------------------------
+
+    def _check_container(self) -> None:
+        if not zipfile.is_zipfile(self.path):
+            with open(self.path, "rb") as handle:
+                zipped = handle.read(2) == b"PK"
+            raise ReadError("a damaged or truncated .keras archive (its zip directory is missing)" if zipped
+                            else "not a zip archive (a .keras file is a zip with config.json and weights)")
+        self._zip = zipfile.ZipFile(self.path)
+
+    def _names(self) -> set:
+        return set(self._zip.namelist())
+
+    def _read(self, member: str) -> bytes:
+        return self._zip.read(member)
+
+    def _member_size(self, member: str) -> int:
+        return self._zip.getinfo(member).file_size
+
+    def _open_member(self, member: str):
+        return self._zip.open(member)
+
     def _open(self) -> None:
         path = self.path
         try:
-            self._zip = zipfile.ZipFile(path)
-            names = set(self._zip.namelist())
-            if "config.json" not in names:
+            names = self._names()
+            if CONFIG not in names:
                 raise ReadError("the archive has no config.json; not a Keras model archive")
-            self.config = self._json("config.json")
-            if "metadata.json" in names:
-                self.keras_version = self._json("metadata.json").get("keras_version")
-            if "model.weights.h5" in names:
-                with self._zip.open("model.weights.h5") as head:
-                    check_extent(head, self._zip.getinfo("model.weights.h5").file_size, path, "model.weights.h5: ")
-                self._member = self._zip.open("model.weights.h5")
+            self.config = self._json(CONFIG)
+            if METADATA in names:
+                self.keras_version = self._json(METADATA).get("keras_version")
+            if WEIGHTS in names:
+                self._budget = file_budget(path, self._member_size(WEIGHTS))
+                with self._open_member(WEIGHTS) as head:
+                    check_extent(head, self._member_size(WEIGHTS), path, f"{WEIGHTS}: ")
+                self._member = self._open_member(WEIGHTS)
                 self._h5 = _h5py().File(self._member, "r")
             elif "model.weights.npz" in names:
                 raise UnsupportedError(
@@ -139,7 +160,7 @@ class KerasArchive(KerasFile):
 
     def _json(self, member: str) -> dict:
         try:
-            value = json.loads(self._zip.read(member))
+            value = json.loads(self._read(member))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ReadError(f"{member} is not valid JSON ({exc})") from exc
         if not isinstance(value, dict):
@@ -151,11 +172,11 @@ class KerasArchive(KerasFile):
         full = f"{group_path}/vars" if group_path else "vars"
         group = self._h5.get(full)
         if group is None:
-            raise ReadError(f"{where}: model.weights.h5 has no group {full}")
+            raise ReadError(f"{where}: {WEIGHTS} has no group {full}")
         keys = sorted(group.keys(), key=lambda k: int(k) if k.isdigit() else -1)
         if any(not k.isdigit() for k in keys) or [int(k) for k in keys] != list(range(len(keys))):
             raise ReadError(f"{where}: unexpected entries {list(group.keys())} in {full}")
-        return [read_dataset(group[k], f"{where} ({full}/{k})", budget=file_budget(self.path), declared=declared) for k in keys]
+        return [read_dataset(group[k], f"{where} ({full}/{k})", budget=self._budget, declared=declared) for k in keys]
 
     def saved_name(self, group_path: str) -> Optional[str]:
         """The layer name recent Keras 3 releases write beside a ``vars`` group (older files have none)."""
@@ -169,6 +190,26 @@ class KerasArchive(KerasFile):
             handle = getattr(self, name, None)
             if handle is not None:
                 handle.close()
+
+
+class KerasFolder(KerasArchive):
+    """What ``model.save(folder, zipped=False)`` writes: the archive's members as files in a folder."""
+
+    def _check_container(self) -> None:
+        if not (self.path / CONFIG).is_file():
+            raise ReadError("the folder has no config.json; not a Keras model saved with zipped=False")
+
+    def _names(self) -> set:
+        return {entry.name for entry in self.path.iterdir() if entry.is_file()}
+
+    def _read(self, member: str) -> bytes:
+        return (self.path / member).read_bytes()
+
+    def _member_size(self, member: str) -> int:
+        return (self.path / member).stat().st_size
+
+    def _open_member(self, member: str):
+        return open(self.path / member, "rb")
 
 
 class LegacyH5(KerasFile):
@@ -242,7 +283,10 @@ def split_attribute(attrs, name: str) -> list:
 
 
 def open_keras_file(path: Path) -> KerasFile:
-    """Open ``path`` as a .keras archive or a legacy HDF5 model, judged by its first bytes."""
+    """Open ``path`` as a .keras archive, a folder saved with ``zipped=False``, or a legacy HDF5 model
+    (judged by its first bytes)."""
+    if path.is_dir():
+        return KerasFolder(path)
     with open(path, "rb") as handle:
         magic = handle.read(8)
     if magic.startswith(b"PK") or path.suffix.lower() == ".keras":

@@ -26,7 +26,7 @@ from ...errors import LstmConvertError, UnsupportedError
 from ...model import LSTMDirection
 from ...options import EditRequest, EditResult
 from ...widening import Initialiser, backward_direction, widen_consumer
-from .container import open_keras_file
+from .container import WEIGHTS, open_keras_file
 from .edit_config import (edited_config, for_keras3, recurrent_initializers, refuse_code,
                           without_recurrent_initializers)
 from .edit_graph import Plan, plan_edit
@@ -122,7 +122,8 @@ class _Source:
         with _keras_quiet(), _safe_mode(keras):
             self.model = _from_config(keras, without_recurrent_initializers(self.config))
             if not self.legacy and weights:
-                self.model.load_weights(str(path))  # Keras 3's own loader, .keras or .h5
+                # Keras 3's own loader, .keras or .h5; a zipped=False folder's weights file is a .weights.h5
+                self.model.load_weights(str(path / WEIGHTS if path.is_dir() else path))
 
     def arrays(self, name: str) -> list:
         if self.legacy:

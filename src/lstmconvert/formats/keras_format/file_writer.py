@@ -22,10 +22,10 @@ from pathlib import Path
 
 from ...errors import require
 from .archive import USER_BLOCK, InPlaceArchive
+from .container import CONFIG, METADATA, WEIGHTS
 from .model_config import KerasModel
 from .raw_data import RawData
 
-CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 # The Keras 3 release whose savers these files follow: recorded when Keras itself is not installed.
 FORMAT_KERAS_VERSION = "3.15.1"
 BACKEND = "tensorflow"  # what a legacy .h5 records; Keras's loader reads it only for Keras 1/2 files
