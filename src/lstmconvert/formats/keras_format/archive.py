@@ -35,7 +35,7 @@ class InPlaceArchive:
     """A stored zip archive whose first member is written in place by HDF5 (see the module docstring).
 
     ``path`` is first an HDF5 file made with ``userblock_size=USER_BLOCK`` (``first`` is its member
-    name); ``close(members)`` turns it into the archive, appending ``members`` ({name: bytes}).
+    name); ``close`` turns it into the archive.
     """
 
     def __init__(self, path: Path, first: str) -> None:

@@ -87,9 +87,12 @@ class _Writer:
         if self._checksum:
             self._crc = zlib.crc32(_read(self._fd, self._position, offset), self._crc)
             self._crc = zlib.crc32(block, self._crc)
-        written = os.pwrite(self._fd, block, offset)
-        if written != block.nbytes:
-            raise OSError(f"wrote {written} of {block.nbytes} bytes")
+        data, done = memoryview(block).cast("B"), 0
+        while done < len(data):  # one call writes at most ~2 GiB on Linux
+            written = os.pwrite(self._fd, data[done:], offset + done)
+            if written <= 0:
+                raise OSError(f"wrote {done} of {len(data)} bytes")
+            done += written
         self._position = offset + block.nbytes
 
     def finish(self, end: int) -> Optional[int]:
