@@ -21,6 +21,7 @@ from typing import Optional
 import numpy as np
 
 from ...errors import require
+from ...progress import advance
 
 SLAB_BYTES = 32 << 20  # a transposed matrix is written this many bytes at a time
 TILE = 256  # side of the square tiles it is copied in
@@ -94,6 +95,7 @@ class _Writer:
                 raise OSError(f"wrote {done} of {len(data)} bytes")
             done += written
         self._position = offset + block.nbytes
+        advance(block.nbytes)  # the progress bar, when a command shows one
 
     def finish(self, end: int) -> Optional[int]:
         if self._last is not None:
