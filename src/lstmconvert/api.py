@@ -49,7 +49,7 @@ def load(path: PathLike, *, format: Optional[str] = None, **hints) -> SequenceMo
     info = format_for_path(path, format)
     check_source(path)
     module = _format_module(info, path)
-    with _reading(path, info), progress.phase("reading", path.stat().st_size):
+    with _reading(path, info), progress.phase("reading", _stored_bytes(path)):
         model = module.read(path, ReadHints(**hints))
         model.meta.setdefault("source_format", info.name)
         return model.validate()
@@ -192,6 +192,13 @@ def refuse_overwriting_input(src: PathLike, dst: PathLike) -> None:
         same = False
     if same or (dst.resolve() == src.resolve()):
         raise WriteError(dst, f"is the input file {src}; choose another output path (the input is never modified)")
+
+
+def _stored_bytes(path: Path) -> int:
+    """A source's size: the file's, or the sum of a model folder's files."""
+    if path.is_dir():
+        return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
+    return path.stat().st_size
 
 
 def check_source(path: Path) -> None:
