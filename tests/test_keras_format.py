@@ -573,3 +573,15 @@ def test_other_folders_are_refused_in_one_line(tmp_path, capsys, content, messag
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(folder) in err and message in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_verify_tests_a_fixed_length_model_at_its_length(tmp_path):
+    """A Keras model whose input records its length (``Input((T, F))``, unrolled LSTM) runs only at T:
+    verify reads T from the file and tests there."""
+    src = _saved_by_keras(tmp_path, "fixed.keras", lambda keras, layers: keras.Sequential(
+        [keras.Input((7, 4)), layers.LSTM(5, return_sequences=True, unroll=True), layers.Dense(2)]))
+    assert lstmconvert.load(src).meta["fixed_sizes"] == {"steps": 7}
+    dst = tmp_path / "bi.onnx"
+    _save(lstmconvert.to_bidirectional(lstmconvert.load(src)), dst)
+    report = lstmconvert.verify(src, dst)
+    assert report.passed and report.inputs_note == "length 7, the only one SRC runs at"

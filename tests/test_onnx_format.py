@@ -404,10 +404,24 @@ def test_float16_export_runs_without_crashing_onnxruntime(tmp_path):
     assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
 
 
+def test_verify_tests_a_file_at_the_only_length_it_runs_at(tmp_path):
+    """An exporter given no dynamic axes fixed the length: verify uses it instead of failing on the defaults
+    (and says so); a length the user gives still wins, and fails with the option to use."""
+    src = FIXTURES / "quirk_ts_fp16_fixed_length.onnx"
+    dst = tmp_path / "bi.onnx"
+    lstmconvert.save(lstmconvert.to_bidirectional(lstmconvert.load(src)), dst)
+    report = lstmconvert.verify(src, dst)
+    assert report.passed and report.inputs_note == "length 6, the only one SRC runs at"
+    assert report.cases and all(", 6" in case.label for case in report.cases)
+    assert "inputs: length 6" in report.render_text()
+    with pytest.raises(lstmconvert.LstmConvertError, match="--steps 6"):
+        lstmconvert.verify(src, dst, steps=[4])
+
+
 def test_a_fixed_length_is_recorded_and_named_when_other_lengths_are_run():
     src = FIXTURES / "quirk_ts_fp16_fixed_length.onnx"
     model = lstmconvert.load(src)
-    assert model.meta["onnx"]["fixed_steps"] == 6 and "fixed_batch" not in model.meta["onnx"]
+    assert model.meta["fixed_sizes"] == {"steps": 6}
     inputs, _ = reference("quirk_ts_fp16_fixed_length")
     with pytest.raises(lstmconvert.LstmConvertError, match="fixed time axis of size 6 .* --steps 6"):
         lstmconvert.run(src, inputs[:, :4])

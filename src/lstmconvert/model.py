@@ -259,6 +259,9 @@ class SequenceModel:
       steps are unspecified (frameworks disagree: Keras repeats the last output or writes 0, ONNX
       Runtime and PyTorch packed sequences write 0), so comparisons look at real steps only.
     * ``meta``: what a format wants to remember about the source (names, versions); never required.
+      One entry is shared by all formats: ``meta["fixed_sizes"]`` ({"batch": n, "steps": t}, either
+      optional), the input sizes the file was saved with and is the only one to run at (an exporter
+      given no dynamic axes); ``verify`` tests such a file at those sizes.
     """
 
     layers: list

@@ -8,7 +8,7 @@ the frameworks (torch, keras, onnxruntime) through each format's ``run``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
@@ -70,6 +70,24 @@ class Settings:
 
     def inputs(self, model: SequenceModel) -> list:
         return make_inputs(model, self.seed, self.batch_sizes, self.steps)
+
+    def fitted(self, source: LoadedFile, target: LoadedFile) -> tuple:
+        """These settings, with each size left to the default taken from a file that runs only at one size
+        (``meta["fixed_sizes"]``); and a note saying so, or ""."""
+        sizes, notes = {"batch": self.batch_sizes, "steps": self.steps}, []
+        for axis in sizes:
+            if sizes[axis] is not None:
+                continue
+            fixed = {(f.model.meta.get("fixed_sizes") or {}).get(axis): name
+                     for f, name in ((source, "SRC"), (target, "DST"))}
+            fixed.pop(None, None)
+            if len(fixed) == 1:  # two different fixed sizes: no shared input exists; running says so
+                ((size, name),) = fixed.items()
+                sizes[axis] = (size,)
+                notes.append(f"{'batch size' if axis == 'batch' else 'length'} {size}, the only one {name} runs at")
+        if not notes:
+            return self, ""
+        return replace(self, batch_sizes=sizes["batch"], steps=sizes["steps"]), "; ".join(notes)
 
 
 @dataclass
@@ -150,11 +168,12 @@ def verify_loaded(
 ) -> VerifyReport:
     """``verify`` on files already loaded (roundtrip and tests reuse a loaded source)."""
     check_same_inputs(source, target)
+    settings, inputs_note = settings.fitted(source, target)
     expect, reason = resolve_expect(source.model, target.model, expect)
     tol = default_tolerance(source.model.dtype, target.model.dtype, atol=settings.atol, rtol=settings.rtol)
     report = VerifyReport(
         src=str(source.path), dst=str(target.path), src_format=source.info.name, dst_format=target.info.name,
-        expect=expect, expect_reason=reason, tolerance=tol, seed=settings.seed,
+        expect=expect, expect_reason=reason, tolerance=tol, seed=settings.seed, inputs_note=inputs_note,
     )
     observations = []
     for case in settings.inputs(source.model):

@@ -58,6 +58,7 @@ class _ChainReader:
         self.head: list = []
         self.readout = "sequence"
         self.input_dtype: Optional[str] = None
+        self.fixed_sizes: Optional[dict] = None  # from the recorded input shape
         self.names: dict = {"embedding": None, "masking": None, "layers": [], "head": []}
         self.gpu_only: list = []  # CuDNNLSTM layers
         self.claimed: dict = {}  # HDF5 group of a nested model -> indices of its weights read so far
@@ -78,7 +79,7 @@ class _ChainReader:
             readout=self.readout,
             masked=self.masking is not None,
             mask_value=self.mask_value,
-            meta={"keras": {
+            meta={**({"fixed_sizes": self.fixed_sizes} if self.fixed_sizes else {}), "keras": {
                 "container": self.file.kind,
                 "keras_version": self.file.keras_version,
                 "model_name": self.chain.model_name,
@@ -90,6 +91,8 @@ class _ChainReader:
 
     def _layer(self, spec: LayerSpec) -> None:
         cls = spec.class_name
+        if not self.layers and self.fixed_sizes is None:
+            self._input_shape(spec.config)
         if cls in NO_OP_CLASSES:
             return
         handler = {
@@ -120,6 +123,15 @@ class _ChainReader:
         return UnsupportedError(f"{spec.where()} {problem}")
 
     # -- input side ----------------------------------------------------------------------------
+    def _input_shape(self, cfg: dict) -> None:
+        """The input shape an InputLayer (or, in tf.keras, the first layer) records: a batch size or
+        length given there is the only one the model runs at (``meta["fixed_sizes"]``)."""
+        shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+        if not isinstance(shape, (list, tuple)) or len(shape) < 2:
+            return
+        self.fixed_sizes = {axis: int(size) for axis, size in zip(("batch", "steps"), shape[:2])
+                            if isinstance(size, int) and size > 0}
+
     def _input(self, spec: LayerSpec) -> None:
         cfg = spec.config
         if cfg.get("sparse") or cfg.get("ragged"):

@@ -25,7 +25,7 @@ from .graph_index import GraphIndex
 from .graph_walk import GraphWalk
 from .layout import axes_text
 from .lstm_stack import settle
-from .model_builder import build_model, onnx_meta
+from .model_builder import build_model, fixed_sizes, onnx_meta
 from .node_arguments import describe
 from .symbolic import Dim
 
@@ -68,7 +68,11 @@ class GraphReader:
                                    "--batch-first/--seq-first cannot change that for ONNX")
         if hints.readout is not None and hints.readout != flow.readout:
             raise UnsupportedError(f"the file's readout is {flow.readout!r}; --readout cannot change that for ONNX")
-        return build_model(flow, walk.findings.settlements, batch_first, {"onnx": onnx_meta(index, prefix, output)})
+        meta = {"onnx": onnx_meta(index, prefix, output)}
+        fixed = fixed_sizes(index, prefix)
+        if fixed:
+            meta["fixed_sizes"] = fixed
+        return build_model(flow, walk.findings.settlements, batch_first, meta)
 
     def _drop_state_outputs(self) -> None:
         """Read the first graph output; further outputs may only be LSTM states, which are dropped.

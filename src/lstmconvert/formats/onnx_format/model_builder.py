@@ -59,10 +59,17 @@ def onnx_meta(index: GraphIndex, prefix: Prefix, output: str) -> dict:
     }
     if prefix.lengths is not None and prefix.lengths.source == "input":
         meta["lengths_input"] = prefix.lengths.input_name
-    # Sizes the exporter fixed (no dynamic axes): the file runs only at these.
+    return meta
+
+
+def fixed_sizes(index: GraphIndex, prefix: Prefix) -> dict:
+    """Sizes the exporter fixed (no dynamic axes), as ``SequenceModel.meta["fixed_sizes"]``: the file
+    runs only at these."""
+    data = next(i for i in index.inputs if i.name == prefix.input_name)
     dims = data.type.tensor_type.shape.dim
-    for atom, key in ((prefix.batch_atom, "fixed_batch"), (prefix.time_atom, "fixed_steps")):
+    fixed = {}
+    for atom, key in ((prefix.batch_atom, "batch"), (prefix.time_atom, "steps")):
         dim = dims[INPUT_ATOMS.index(atom)]
         if dim.HasField("dim_value"):
-            meta[key] = dim.dim_value
-    return meta
+            fixed[key] = dim.dim_value
+    return fixed
