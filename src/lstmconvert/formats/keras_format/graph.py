@@ -295,17 +295,21 @@ def _call_kwargs(node: _Node, kwargs: dict, masks: dict) -> Optional[str]:
     return mask
 
 
-def _assign_store_paths(specs: list) -> None:
-    """``layers/<snake_case class>[_k]``: Keras 3's names for weight groups, deduplicated in order."""
+def store_paths(class_names: list) -> list:
+    """``layers/<snake_case class>[_k]``: Keras 3's names for the weight groups of a model's layers (in
+    ``.keras`` weights files), deduplicated in order."""
     used: dict = {}
-    for spec in specs:
-        base = to_snake_case(spec.class_name)
-        if base in used:
-            used[base] += 1
-            spec.store_path = f"layers/{base}_{used[base]}"
-        else:
-            used[base] = 0
-            spec.store_path = f"layers/{base}"
+    paths = []
+    for name in class_names:
+        base = to_snake_case(name)
+        used[base] = used.get(base, -1) + 1
+        paths.append(f"layers/{base}_{used[base]}" if used[base] else f"layers/{base}")
+    return paths
+
+
+def _assign_store_paths(specs: list) -> None:
+    for spec, path in zip(specs, store_paths([spec.class_name for spec in specs])):
+        spec.store_path = path
 
 
 def _flatten_nested(specs: list) -> list:

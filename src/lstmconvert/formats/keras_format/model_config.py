@@ -26,7 +26,7 @@ import numpy as np
 
 from ...model import LSTMDirection, LSTMLayer, SequenceModel
 from .config import keras3_activation
-from .graph import to_snake_case
+from .graph import store_paths
 
 LSTM_CELL = "lstm_cell"  # the name Keras 3 gives every LSTM's cell (its variables live under it)
 
@@ -92,13 +92,8 @@ class KerasModel:
 
     def store_paths(self) -> list:
         """[(layer, ``layers/<snake_case class>[_k]``)]: where a ``.keras`` weights file keeps each layer."""
-        used: dict = {}
-        out = []
-        for layer in self.weighted_layers:
-            base = to_snake_case(layer.class_name)
-            used[base] = used.get(base, -1) + 1
-            out.append((layer, f"layers/{base}_{used[base]}" if used[base] else f"layers/{base}"))
-        return out
+        layers = self.weighted_layers
+        return list(zip(layers, store_paths([layer.class_name for layer in layers])))
 
     def config(self) -> dict:
         """``config.json`` of a ``.keras`` archive."""
