@@ -78,13 +78,16 @@ class Settings:
         for axis in sizes:
             if sizes[axis] is not None:
                 continue
-            fixed = {(f.model.meta.get("fixed_sizes") or {}).get(axis): name
-                     for f, name in ((source, "SRC"), (target, "DST"))}
-            fixed.pop(None, None)
+            fixed: dict = {}  # size -> the files fixed at it
+            for loaded, name in ((source, "SRC"), (target, "DST")):
+                size = (loaded.model.meta.get("fixed_sizes") or {}).get(axis)
+                if size is not None:
+                    fixed.setdefault(size, []).append(name)
             if len(fixed) == 1:  # two different fixed sizes: no shared input exists; running says so
-                ((size, name),) = fixed.items()
+                ((size, names),) = fixed.items()
                 sizes[axis] = (size,)
-                notes.append(f"{'batch size' if axis == 'batch' else 'length'} {size}, the only one {name} runs at")
+                notes.append(f"{'batch size' if axis == 'batch' else 'length'} {size}, the only one "
+                             f"{' and '.join(names)} run{'s' if len(names) == 1 else ''} at")
         if not notes:
             return self, ""
         return replace(self, batch_sizes=sizes["batch"], steps=sizes["steps"]), "; ".join(notes)
