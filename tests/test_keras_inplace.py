@@ -311,3 +311,25 @@ def test_a_folder_saved_with_zipped_false_is_widened_in_place(tmp_path, capsys):
     widened = keras.saving.load_model(str(tmp_path / "wide.keras"), compile=False, safe_mode=True)
     for y_ref, y_new in zip(ys, _outputs(widened, xs)):
         assert np.abs(y_new - y_ref).max() <= TOL
+
+
+def test_rnn_around_an_lstm_cell_is_widened_and_an_rnn_reader_is_a_consumer(tmp_path, capsys):
+    """``RNN(LSTMCell)`` computes what ``LSTM`` does: it is wrapped in Bidirectional like one; an ``RNN``
+    reading its output (here around a GRUCell) gets zero kernel rows for the backward features."""
+    layers = keras.layers
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((None, 3), name="x")
+    h = layers.Conv1D(4, 2, padding="same", name="conv")(inp)
+    h = layers.RNN(layers.LSTMCell(5), return_sequences=True, name="cells")(h)
+    h = layers.RNN(layers.GRUCell(4), return_sequences=True, name="reader")(h)
+    src = tmp_path / "cells.keras"
+    keras.Model(inp, layers.Dense(2, name="head")(h), name="cells").save(str(src))
+    out = _convert(src, tmp_path / "wide.keras", capsys=capsys)
+    assert "bidirectional 'cells'" in out and "'reader'" in out and "function preservation: exact" in out
+    source = keras.saving.load_model(str(src), compile=False, safe_mode=True)
+    widened = keras.saving.load_model(str(tmp_path / "wide.keras"), compile=False, safe_mode=True)
+    assert type(widened.get_layer("cells")).__name__ == "Bidirectional"
+    assert widened.get_layer("reader").get_weights()[0].shape == (10, 12)
+    x = np.random.default_rng(2).normal(size=(2, 6, 3)).astype(np.float32)
+    (expected,), (got,) = _outputs(source, [x]), _outputs(widened, [x])
+    assert np.abs(got - expected).max() <= TOL

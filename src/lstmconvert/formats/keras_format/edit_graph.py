@@ -24,7 +24,8 @@ from ...widening import Block
 from .graph import _calls
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")
-RECURRENT_CONSUMERS = ("LSTM", "GRU", "SimpleRNN")
+# Recurrent readers whose first variable is the kernel over their input features (an RNN's first cell's).
+RECURRENT_CONSUMERS = ("LSTM", "GRU", "SimpleRNN", "RNN")
 
 # Identity at inference, or elementwise per feature: the blocks go through unchanged.
 _ELEMENTWISE = (
@@ -145,17 +146,27 @@ def plan_edit(model_config: dict, shapes, request, holder: Optional[list] = None
 
 
 def _units(node: Node) -> int:
-    return int(node.config["units"])
+    if "units" in node.config:
+        return int(node.config["units"])
+    return int(node.config["cell"]["config"]["units"])  # RNN(LSTMCell)
+
+
+def _is_lstm(node: Node) -> bool:
+    """An ``LSTM`` layer, or an ``RNN`` layer around one ``LSTMCell`` (which computes the same)."""
+    if node.class_name == "LSTM":
+        return True
+    cell = node.config.get("cell") if node.class_name == "RNN" else None
+    return isinstance(cell, dict) and cell.get("class_name") == "LSTMCell" and isinstance(cell.get("config"), dict)
 
 
 def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> list:
-    lstms = [n for n in order if nodes[n].class_name == "LSTM"]
+    lstms = [n for n in order if _is_lstm(nodes[n])]
     if wanted:
         for name in wanted:
             if name not in nodes:
                 raise UnsupportedError(f"--lstm {name}: the model has no top-level layer named {name!r} "
                                        f"(its LSTMs: {', '.join(lstms) or 'none'})")
-            if nodes[name].class_name != "LSTM":
+            if not _is_lstm(nodes[name]):
                 raise UnsupportedError(f"--lstm {name}: layer {nodes[name].label()} is not a "
                                        "unidirectional LSTM")
         lstms = [n for n in lstms if n in wanted]
