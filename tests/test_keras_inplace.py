@@ -333,3 +333,32 @@ def test_rnn_around_an_lstm_cell_is_widened_and_an_rnn_reader_is_a_consumer(tmp_
     x = np.random.default_rng(2).normal(size=(2, 6, 3)).astype(np.float32)
     (expected,), (got,) = _outputs(source, [x]), _outputs(widened, [x])
     assert np.abs(got - expected).max() <= TOL
+
+
+def test_encoder_decoder_widens_the_encoder_and_keeps_the_decoder(tmp_path, capsys):
+    """The classic Keras seq2seq: the encoder (return_state=True) becomes a Bidirectional, whose forward
+    states come first, so the decoder (initial_state=[h, c]) still starts from the same states and is
+    left as it is; naming the decoder is refused."""
+    layers = keras.layers
+    keras.utils.set_random_seed(11)
+    enc_in, dec_in = keras.Input((None, 4), name="enc_in"), keras.Input((None, 5), name="dec_in")
+    _, h, c = layers.LSTM(6, return_state=True, name="encoder")(enc_in)
+    decoded = layers.LSTM(6, return_sequences=True, name="decoder")(dec_in, initial_state=[h, c])
+    src = tmp_path / "seq2seq.keras"
+    keras.Model([enc_in, dec_in], layers.Dense(5, activation="softmax", name="out")(decoded)).save(str(src))
+
+    out = _convert(src, tmp_path / "wide.keras", capsys=capsys)
+    assert "bidirectional 'encoder'" in out and "function preservation: exact" in out
+    assert "LSTM 'decoder' starts from the states it is given" in out
+    source = keras.saving.load_model(str(src), compile=False, safe_mode=True)
+    widened = keras.saving.load_model(str(tmp_path / "wide.keras"), compile=False, safe_mode=True)
+    assert type(widened.get_layer("encoder")).__name__ == "Bidirectional"
+    assert type(widened.get_layer("decoder")).__name__ == "LSTM"
+    assert all(np.array_equal(a, b) for a, b in zip(_weights(source, "decoder"), _weights(widened, "decoder")))
+    rng = np.random.default_rng(4)
+    xs = [rng.normal(size=(2, 7, 4)).astype(np.float32), rng.normal(size=(2, 3, 5)).astype(np.float32)]
+    (expected,), (got,) = _outputs(source, xs), _outputs(widened, xs)
+    assert np.abs(got - expected).max() <= TOL
+
+    err = _refused(["convert", str(src), "-o", str(tmp_path / "dec.keras"), "--lstm", "decoder"], tmp_path, capsys)
+    assert "starts from states it is given" in err

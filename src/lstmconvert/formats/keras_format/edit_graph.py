@@ -170,26 +170,45 @@ def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> list:
                 raise UnsupportedError(f"--lstm {name}: layer {nodes[name].label()} is not a "
                                        "unidirectional LSTM")
         lstms = [n for n in lstms if n in wanted]
+    kept = []
     for name in lstms:
         cfg = nodes[name].config
         if cfg.get("go_backwards"):
             if wanted:
                 raise UnsupportedError(f"LSTM '{name}' runs backward (go_backwards); only forward LSTMs "
                                        "can be widened")
+            kept.append(name)
             continue
-        for option in ("return_state", "stateful"):
-            if cfg.get(option):
-                raise UnsupportedError(f"LSTM '{name}' has {option}=True, which in-place widening does "
-                                       "not handle")
+        if cfg.get("stateful"):
+            raise UnsupportedError(f"LSTM '{name}' has stateful=True, which in-place widening does not handle")
         if len(nodes[name].calls) != 1:
             raise UnsupportedError(f"LSTM '{name}' is called {len(nodes[name].calls)} times (a shared "
                                    "layer); in-place widening handles LSTMs called once")
-    lstms = [n for n in lstms if not nodes[n].config.get("go_backwards")]
+        if _given_states(nodes[name]):
+            # A decoder: Bidirectional would split the states it is given between its two directions.
+            if wanted:
+                raise UnsupportedError(f"LSTM '{name}' starts from states it is given (initial_state), which a "
+                                       "Bidirectional would split between its directions; widen the encoder")
+            kept.append(name)
+    lstms = [n for n in lstms if n not in kept]
     if not lstms:
         nested = [n for n in order if nodes[n].class_name in MODEL_CLASSES and '"LSTM"' in json.dumps(nodes[n].entry)]
         inside = f" (models used as layers, here {', '.join(map(repr, nested))}, are kept as they are)" if nested else ""
         raise UnsupportedError(f"the model holds no unidirectional top-level LSTM to widen{inside}")
     return lstms
+
+
+def _given_states(node: Node) -> bool:
+    """Whether the layer's call passes it initial states (Keras 3: a keyword; Keras 2: extra inputs)."""
+    tensors, _, kwargs = node.calls[0]
+    return kwargs.get("initial_state") is not None or len(tensors) > 1
+
+
+def starts_from_given_states(plan: "Plan") -> list:
+    """The LSTMs left unidirectional because they start from states they are given (decoders)."""
+    return [name for name in plan.order if _is_lstm(plan.nodes[name]) and name not in plan.lstms
+            and plan.nodes[name].calls and not plan.nodes[name].config.get("go_backwards")
+            and _given_states(plan.nodes[name])]
 
 
 def _readers(nodes: dict, tensor: tuple) -> list:

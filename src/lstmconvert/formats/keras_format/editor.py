@@ -29,7 +29,7 @@ from ...widening import Initialiser, backward_direction, widen_consumer
 from .container import WEIGHTS, open_keras_file
 from .edit_config import (edited_config, for_keras3, recurrent_initializers, refuse_code,
                           without_recurrent_initializers)
-from .edit_graph import Plan, plan_edit
+from .edit_graph import Plan, plan_edit, starts_from_given_states
 from .frameworks import import_keras
 
 _MASKS = ("Masking",)
@@ -79,6 +79,7 @@ def describe_edit(path: Path, request: EditRequest) -> list:
             raise
         plan, refusal = holder[0], (holder[0].refused_at, f"refused: {exc}")
     double = request.merge == "concat"
+    decoders = starts_from_given_states(plan)
     rows = []
     for name in plan.order:
         node = plan.nodes[name]
@@ -89,6 +90,8 @@ def describe_edit(path: Path, request: EditRequest) -> list:
         if name in plan.lstms:
             role = "lstm"
             change = f"wrapped in Bidirectional(merge_mode={request.merge!r}), backward={request.backward}"
+        elif name in decoders:
+            change = "stays unidirectional: starts from the states it is given (a decoder)"
         if name in plan.consumers:
             blocks = plan.consumers[name].blocks
             widened = "input features doubled" if double else "input width unchanged"
@@ -278,6 +281,12 @@ def _preservation(plan: Plan, request: EditRequest) -> Preservation:
 
 def _notes(plan: Plan, source: _Source, request: EditRequest) -> list:
     notes = []
+    for name in starts_from_given_states(plan):
+        notes.append(f"LSTM '{name}' starts from the states it is given (a decoder) and stays unidirectional")
+    for name in plan.lstms:
+        if plan.nodes[name].config.get("return_state"):
+            notes.append(f"LSTM '{name}' returns its states: their readers get the forward direction's, as "
+                         "before (a Bidirectional returns the forward states first)")
     if source.legacy:
         notes.append("the source was written by tf.keras / Keras 2; the output is a Keras 3 file "
                      "(load it with keras.saving.load_model)")
