@@ -15,7 +15,7 @@ from .. import __version__
 # name -> (module in this package, one-line summary)
 COMMANDS = {
     "convert": ("convert_cmd", "Make SRC's LSTMs bidirectional (or change only its format)."),
-    "inspect": ("inspect_cmd", "Show PATH's layers, shapes, directions, dtypes and parameter counts."),
+    "inspect": ("inspect_cmd", "Show PATH's layers, shapes, dtypes and parameter counts."),
     "roundtrip": ("roundtrip_cmd", "Write SRC through each format and check what comes back."),
     "verify": ("verify_cmd", "Check, in the real runtimes, that DST computes what SRC does."),
 }
