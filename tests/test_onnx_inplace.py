@@ -379,3 +379,27 @@ def test_verify_refuses_an_input_declared_empty(tmp_path, capsys):
     code, out, err = cli(capsys, "verify", src, dst)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert str(src) in err and "axis of size 0" in err
+
+
+@pytest.mark.parametrize("name", ["seq2seq", "seq2seq_dynamo"])
+def test_encoder_decoder_widens_the_encoder_and_feeds_the_decoder_its_forward_state(tmp_path, capsys, name):
+    """Both torch exporters' graphs of an encoder whose (h, c) start a decoder: the encoder becomes
+    bidirectional; the decoder, which starts from given states, stays forward and gets the forward
+    direction's state through a Gather, so the graph computes what torch computed."""
+    src, dst = INPLACE / f"{name}.onnx", tmp_path / f"{name}_bi.onnx"
+    code, out, err = cli(capsys, "convert", src, "-o", dst)
+    assert code == 0, err
+    assert "function preservation: exact" in out and "stays unidirectional" in out
+    model = onnx.load(str(dst))
+    onnx.checker.check_model(model, full_check=True)
+    directions = sorted(next((a.s.decode() for a in n.attribute if a.name == "direction"), "forward")
+                        for n in model.graph.node if n.op_type == "LSTM")
+    assert directions == ["bidirectional", "forward"]
+    feed, torch_outputs = reference("seq2seq")
+    (got,) = run_graph(dst, feed)
+    np.testing.assert_allclose(got, torch_outputs[0], atol=1e-5, rtol=1e-5)
+    rows = describe_edit(src, EditRequest())
+    (decoder,) = [row["name"] for row in rows if row["type"] == "LSTM" and row["role"] != "lstm"]
+    assert "stays unidirectional" in next(row["change"] for row in rows if row["name"] == decoder)
+    code, _, err = cli(capsys, "convert", src, "-o", tmp_path / "dec.onnx", "--lstm", decoder)
+    assert code == 2 and "starts from states it is given" in err

@@ -12,12 +12,14 @@ features: whatever the backward half holds reaches the output only through zero 
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from ...errors import UnsupportedError
 from ...widening import widen_consumer
 from .edit_context import EditContext, node_key
 from .graph_index import attribute, describe
+from .lstm_node import INITIAL_C, INITIAL_H
 from .walk_shapes import (SHAPE_HANDLERS, dims_of, mixing, per_feature, through, unknown, unknown_handler,
                           unused_extra_outputs)
 from .wide_values import Wide
@@ -116,10 +118,38 @@ def _conv(ctx, node, states):
 
 
 def _recurrent(ctx, node, states):
+    states = list(states)
+    if node.op_type == "LSTM":
+        for slot in (INITIAL_H, INITIAL_C):
+            if slot < len(states) and states[slot] is not None:
+                _forward_state(ctx, node, slot, states[slot])
+                states[slot] = None
+        if not any(states):
+            return {}
     x = states[0]
     if x is None or any(states[1:]) or x.rank != 3 or x.axis != 2:
         raise UnsupportedError(f"{describe(node)}: reads the widened features other than as its input X")
     return _consumer(ctx, node, 1, 2, x, fan_in_rows=node.op_type == "LSTM")
+
+
+def _forward_state(ctx: EditContext, node: onnx.NodeProto, slot: int, state: Wide) -> None:
+    """An LSTM starting from a widened LSTM's state (a decoder): it gets the source features back, the
+    forward direction's state, through a Gather before it; it stays as it was."""
+    if ctx.request.merge != "concat":
+        raise UnsupportedError(f"{describe(node)}: starts from a widened LSTM's state merged by "
+                               f"{ctx.request.merge!r}; only --merge concat keeps the forward state apart")
+    positions, shift = [], 0  # where each source feature sits among the widened ones
+    ends = {b.start + b.width: b.width for b in state.blocks}
+    for feature in range(state.size):
+        positions.append(feature + shift)
+        shift += ends.get(feature + 1, 0)
+    name = node.input[slot]
+    forward = ctx.fresh(f"{name}_forward")
+    ctx.inserted.setdefault(("before",) + node_key(node), []).append(onnx.helper.make_node(
+        "Gather", [name, ctx.constant("forward_features", np.array(positions, np.int64))], [forward],
+        name=ctx.fresh("forward_state"), axis=state.axis))
+    ctx.renamed_inputs[(node_key(node), slot)] = forward
+    ctx.mark(node, "through", "stays unidirectional; starts from the forward direction's state(s), as before")
 
 
 # -- normalizations ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 import onnx
 
-from ...errors import UnsupportedError
+from ...errors import OutsideNeutralShapeError, UnsupportedError
 from ...gates import FROM_ONNX, PEEPHOLE_FROM_ONNX, permute_blocks
 from ...model import DEFAULT_ACTIVATIONS, LSTMDirection, LSTMLayer
 from . import activations
@@ -148,4 +148,7 @@ def _check_zero_state(index: GraphIndex, name: str, label: str, where: str) -> N
         raise UnsupportedError(f"{where}: {label} comes from the graph input {name!r}; only zero initial states are supported")
     if index.const(name) is not None:
         raise UnsupportedError(f"{where}: {label} is a non-zero constant; only zero initial states are supported")
-    raise UnsupportedError(f"{where}: {label} is computed at run time; only zero initial states are supported")
+    # A decoder starting from an encoder's states: a model of more than an LSTM stack, which in-place
+    # widening keeps (it widens the encoder, not the decoder).
+    raise OutsideNeutralShapeError(f"{where}: {label} is computed in the graph; an LSTM stack starts from zero states",
+                                   f"{where} starting from computed states")

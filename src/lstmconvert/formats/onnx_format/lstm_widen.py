@@ -34,9 +34,18 @@ def select_lstms(ctx: EditContext) -> list:
     """The LSTM nodes to widen: every forward one, or those named in the request (refused if unfit)."""
     lstms = [n for n in ctx.graph.node if n.op_type == "LSTM" and n.domain in ("", "ai.onnx")]
     if not ctx.request.lstms:
-        chosen = [n for n in lstms if attribute(n, "direction", "forward") == "forward"]
+        forward = [n for n in lstms if attribute(n, "direction", "forward") == "forward"]
+        chosen = [n for n in forward if not _given_states(ctx, n)]
+        for node in forward:
+            if node not in chosen:
+                ctx.mark(node, "other", "stays unidirectional: starts from the states it is given (a decoder)")
+                ctx.notes.append(f"{describe(node)} starts from the states it is given (a decoder) and stays "
+                                 "unidirectional; a widened LSTM's state reaches it as the forward direction's, "
+                                 "as before")
         if not chosen:
-            raise UnsupportedError("the graph has no forward (unidirectional) LSTM node to widen")
+            decoders = f"; {', '.join(describe(n) for n in forward)} start(s) from states it is given (initial_h/" \
+                       "initial_c) and stays unidirectional" if forward else ""
+            raise UnsupportedError(f"the graph has no forward (unidirectional) LSTM node to widen{decoders}")
         return chosen
     by_name = {n.name: n for n in lstms if n.name}
     chosen = []
@@ -47,8 +56,18 @@ def select_lstms(ctx: EditContext) -> list:
         direction = attribute(by_name[name], "direction", "forward")
         if direction != "forward":
             raise UnsupportedError(f"--lstm {name!r}: the node is {direction}; only forward LSTMs can be widened")
+        if _given_states(ctx, by_name[name]):
+            raise UnsupportedError(f"--lstm {name!r}: the node starts from states it is given (initial_h/"
+                                   "initial_c), which a bidirectional node would need for both directions; "
+                                   "widen the encoder")
         chosen.append(by_name[name])
     return chosen
+
+
+def _given_states(ctx: EditContext, node: onnx.NodeProto) -> bool:
+    """Whether the node starts from non-zero states (a decoder fed an encoder's, or the caller's)."""
+    return any(len(node.input) > slot and node.input[slot] and not ctx.index.is_zero(node.input[slot])
+               for slot in (INITIAL_H, INITIAL_C))
 
 
 def rewire_outputs(ctx: EditContext, node: onnx.NodeProto) -> dict:
