@@ -384,7 +384,7 @@ def test_verify_refuses_an_input_declared_empty(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["seq2seq", "seq2seq_dynamo"])
 def test_encoder_decoder_widens_the_encoder_and_feeds_the_decoder_its_forward_state(tmp_path, capsys, name):
     """Both torch exporters' graphs of an encoder whose (h, c) start a decoder: the encoder becomes
-    bidirectional; the decoder, which starts from given states, stays forward and gets the forward
+    bidirectional; the decoder, which starts from states computed in the graph, stays forward and gets the forward
     direction's state through a Gather, so the graph computes what torch computed."""
     src, dst = INPLACE / f"{name}.onnx", tmp_path / f"{name}_bi.onnx"
     code, out, err = cli(capsys, "convert", src, "-o", dst)
@@ -402,4 +402,4 @@ def test_encoder_decoder_widens_the_encoder_and_feeds_the_decoder_its_forward_st
     (decoder,) = [row["name"] for row in rows if row["type"] == "LSTM" and row["role"] != "lstm"]
     assert "stays unidirectional" in next(row["change"] for row in rows if row["name"] == decoder)
     code, _, err = cli(capsys, "convert", src, "-o", tmp_path / "dec.onnx", "--lstm", decoder)
-    assert code == 2 and "starts from states it is given" in err
+    assert code == 2 and "starts from states computed in the graph" in err

@@ -38,13 +38,13 @@ def select_lstms(ctx: EditContext) -> list:
         chosen = [n for n in forward if not _given_states(ctx, n)]
         for node in forward:
             if node not in chosen:
-                ctx.mark(node, "other", "stays unidirectional: starts from the states it is given (a decoder)")
-                ctx.notes.append(f"{describe(node)} starts from the states it is given (a decoder) and stays "
+                ctx.mark(node, "other", "stays unidirectional: starts from states computed in the graph (a decoder)")
+                ctx.notes.append(f"{describe(node)} starts from states computed in the graph (a decoder) and stays "
                                  "unidirectional; a widened LSTM's state reaches it as the forward direction's, "
                                  "as before")
         if not chosen:
-            decoders = f"; {', '.join(describe(n) for n in forward)} start(s) from states it is given (initial_h/" \
-                       "initial_c) and stays unidirectional" if forward else ""
+            decoders = f"; {', '.join(describe(n) for n in forward)} start(s) from states computed in the graph " \
+                       "(a decoder) and stays unidirectional" if forward else ""
             raise UnsupportedError(f"the graph has no forward (unidirectional) LSTM node to widen{decoders}")
         return chosen
     by_name = {n.name: n for n in lstms if n.name}
@@ -57,16 +57,22 @@ def select_lstms(ctx: EditContext) -> list:
         if direction != "forward":
             raise UnsupportedError(f"--lstm {name!r}: the node is {direction}; only forward LSTMs can be widened")
         if _given_states(ctx, by_name[name]):
-            raise UnsupportedError(f"--lstm {name!r}: the node starts from states it is given (initial_h/"
-                                   "initial_c), which a bidirectional node would need for both directions; "
-                                   "widen the encoder")
+            raise UnsupportedError(f"--lstm {name!r}: the node starts from states computed in the graph (a "
+                                   "decoder fed an encoder's state), which a bidirectional decoder would need for "
+                                   "both directions; widen the encoder")
         chosen.append(by_name[name])
     return chosen
 
 
 def _given_states(ctx: EditContext, node: onnx.NodeProto) -> bool:
-    """Whether the node starts from non-zero states (a decoder fed an encoder's, or the caller's)."""
-    return any(len(node.input) > slot and node.input[slot] and not ctx.index.is_zero(node.input[slot])
+    """Whether the node starts from states computed in the graph (a decoder fed an encoder's state).
+
+    States the caller passes in (graph inputs) or constants do not count: the node is widened, its
+    backward direction starting from zeros (``_widen_state``).
+    """
+    graph_inputs = {i.name for i in ctx.graph.input}
+    return any(len(node.input) > slot and node.input[slot] and node.input[slot] not in graph_inputs
+               and ctx.index.const(node.input[slot]) is None and not ctx.index.is_zero(node.input[slot])
                for slot in (INITIAL_H, INITIAL_C))
 
 
