@@ -22,7 +22,7 @@ import lstmconvert
 from lstmconvert import LstmConvertError, to_bidirectional
 from lstmconvert.formats.torch_format import SequenceLSTM
 from torch_helpers import (
-    FIXTURES, Classifier, StackedTagger, Tagger, assert_close, features, load_user, numpy_out,
+    FIXTURES, Classifier, MixedTagger, StackedTagger, Tagger, assert_close, features, load_user, numpy_out,
     padded_tokens, tokens,
 )
 from factories import same_bits
@@ -156,6 +156,28 @@ def test_torchscript_source(tmp_path):
     user = load_user(Tagger, out, bidirectional=True)
     x = tokens(10, 7, 3)
     assert_close(numpy_out(user, x), numpy_out(scripted, x))
+
+
+@pytest.mark.parametrize("merge,backward", [("concat", "copy"), ("sum", "zeros")])
+def test_a_stack_mixing_bidirectional_and_unidirectional_layers_widens_only_the_latter(tmp_path, merge, backward):
+    """The bidirectional layer stays as it is (bit for bit); the unidirectional one above it is widened;
+    the result strict-loads into the user's widened module and computes what the source did, in torch
+    and in onnxruntime."""
+    torch.manual_seed(5)
+    src = tmp_path / "mixed.pt"
+    torch.save(MixedTagger().state_dict(), src)
+    dst = tmp_path / "mixed_bi.pt"
+    widen(src, dst, merge=merge, backward=backward)
+    source = load_user(MixedTagger, src)
+    x = tokens(8, 6, 3)
+    if merge == "concat":
+        widened = load_user(MixedTagger, dst, widened=True)
+        assert_close(numpy_out(widened, x), numpy_out(source, x))
+        before, after = source.state_dict(), widened.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("lower."))
+    onnx_file = tmp_path / "mixed_bi.onnx"
+    lstmconvert.save(lstmconvert.load(dst), onnx_file)
+    assert lstmconvert.verify(src, onnx_file).passed
 
 
 def test_already_bidirectional_source_is_refused(tmp_path):

@@ -71,6 +71,23 @@ class StackedTagger(nn.Module):
         return self.fc(out)
 
 
+class MixedTagger(nn.Module):
+    """A bidirectional LSTM, then a unidirectional one (``widened``: bidirectional too), then a Linear."""
+
+    def __init__(self, widened: bool = False) -> None:
+        super().__init__()
+        d = 2 if widened else 1
+        self.embed = nn.Embedding(VOCAB, 6)
+        self.lower = nn.LSTM(6, 5, bidirectional=True)
+        self.upper = nn.LSTM(10, 4, bidirectional=widened)
+        self.fc = nn.Linear(4 * d, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lower(self.embed(tokens))
+        out, _ = self.upper(out)
+        return self.fc(out)
+
+
 def load_user(cls, path, **kwargs) -> nn.Module:
     """Build the user's module and load a checkpoint into it with strict=True."""
     module = cls(**kwargs)

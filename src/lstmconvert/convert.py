@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional
 
 from .capabilities import initialiser_style
@@ -52,13 +52,17 @@ class Preservation:
 
 
 def check_convertible(model: SequenceModel) -> None:
-    """Raise if ``model`` cannot be widened (already bidirectional, reverse-only layers)."""
+    """Raise if ``model`` cannot be widened (every layer already bidirectional, reverse-only layers).
+
+    Layers that are already bidirectional stay as they are; the unidirectional ones are widened.
+    """
+    if all(layer.bidirectional for layer in model.layers):
+        which = "layer 0 is" if len(model.layers) == 1 else "every layer is"
+        raise LstmConvertError(
+            f"{which} already bidirectional; use --keep-direction (keep_direction=True) "
+            "to convert formats without widening"
+        )
     for k, layer in enumerate(model.layers):
-        if layer.bidirectional:
-            raise LstmConvertError(
-                f"layer {k} is already bidirectional; use --keep-direction (keep_direction=True) "
-                "to convert formats without widening"
-            )
         if layer.reverse:
             raise LstmConvertError(
                 f"layer {k} runs backward only (go_backwards / direction='reverse'); only forward "
@@ -72,7 +76,7 @@ def preservation(
     """Tell, without converting, whether ``to_bidirectional`` with these options keeps the function."""
     check_options(backward, merge)
     n = len(model.layers)
-    for k in range(n):
+    for k in _widened(model):
         consumer = f"layer {k + 1}" if k + 1 < n else ("the head" if model.head else None)
         if consumer is None:
             break
@@ -80,7 +84,7 @@ def preservation(
         if problem:
             return Preservation("none", f"{consumer}: {problem}")
     # The last layer's merged output is the model output when there is no head.
-    if model.head:
+    if model.head or model.layers[-1].bidirectional:
         return Preservation("exact", exact_reason(merge))
     if merge == "concat":
         return Preservation(
@@ -126,7 +130,9 @@ def to_bidirectional(
     """Return a bidirectional copy of a unidirectional ``model``.
 
     Args:
-        model: a validated neutral model whose LSTM layers all run forward in one direction.
+        model: a validated neutral model. Its unidirectional (forward) layers are widened; layers
+            that are already bidirectional stay as they are (their input weights widened when they
+            read a widened layer).
         backward: the new backward direction's weights: "copy" (of the forward direction),
             "random" (the source framework's standard initialisation, seeded) or "zeros".
         merge: how the two directions' outputs combine: "concat", "sum", "ave" or "mul".
@@ -160,11 +166,18 @@ def to_bidirectional(
             UntrainableWarning, stacklevel=2,
         )
     init = Initialiser(seed, style=initialiser_style(model.meta.get("source_format")))
+    widened = set(_widened(model))
     layers = []
     for k, layer in enumerate(model.layers):
-        forward = copy.copy(layer.directions[0])  # the source's arrays, reused as they are
-        if k > 0:
-            forward.w_ih = widen_consumer(forward.w_ih, merge=merge, preserve=preserve, init=init, fan_in_rows=True)
+        directions = [copy.copy(d) for d in layer.directions]  # the source's arrays, reused as they are
+        if k - 1 in widened:  # reads a widened output: every direction's input weights
+            for direction in directions:
+                direction.w_ih = widen_consumer(direction.w_ih, merge=merge, preserve=preserve, init=init,
+                                                fan_in_rows=True)
+        if k not in widened:  # already bidirectional: kept as it is
+            layers.append(replace(layer, directions=directions))
+            continue
+        (forward,) = directions
         new_layer = LSTMLayer(
             directions=[forward, backward_direction(forward, backward, init)],
             merge=merge,
@@ -173,7 +186,7 @@ def to_bidirectional(
         )
         layers.append(new_layer)
     head = [copy.copy(d) for d in model.head]
-    if head:
+    if head and len(model.layers) - 1 in widened:
         head[0] = Dense(
             weight=widen_consumer(head[0].weight, merge=merge, preserve=preserve, init=init),
             bias=head[0].bias,
@@ -183,6 +196,11 @@ def to_bidirectional(
     meta["preservation"] = verdict
     meta["conversion"] = {"backward": backward, "merge": merge, "preserve": preserve, "seed": seed}
     return model.replace(layers=layers, head=head, embedding=copy.copy(model.embedding), meta=meta).validate()
+
+
+def _widened(model: SequenceModel) -> list:
+    """The layers ``to_bidirectional`` widens: the unidirectional ones (a bidirectional layer stays)."""
+    return [k for k, layer in enumerate(model.layers) if not layer.bidirectional]
 
 
 def check_options(backward: str, merge: str) -> None:
