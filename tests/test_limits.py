@@ -149,3 +149,17 @@ def test_onnx_weight_declaring_more_than_it_holds_does_not_hang_shape_inference(
     path = tmp_path / "huge_bias.onnx"
     path.write_bytes(model.SerializeToString())
     _refused_in_a_subprocess(path, tmp_path, str(path))
+
+
+def test_hdf5_that_crashes_libhdf5_is_refused_in_one_line(tmp_path):
+    """The fuzzer found these bit flips in a tf.keras file make libhdf5 die with SIGSEGV reading the root
+    attributes: a forked child reads the structure first, and the file is refused as damaged."""
+    pytest.importorskip("h5py")
+    data = bytearray((FIXTURES / "keras" / "cudnn_tf_keras.h5").read_bytes())
+    for offset, mask in ((24, 64), (975, 128), (1009, 2), (3573, 8), (3598, 32), (7158, 128), (7357, 128),
+                         (8110, 8), (9279, 1), (10947, 4), (11321, 64), (13031, 16), (14378, 32), (14987, 8),
+                         (16338, 2), (20925, 8)):
+        data[offset] ^= mask
+    path = tmp_path / "flipped.h5"
+    path.write_bytes(bytes(data))
+    _refused_in_a_subprocess(path, tmp_path, "the file is damaged")

@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import ReadError, UnsupportedError, require
 from ...limits import file_budget, require_fits
 from .hdf5_extent import check_extent
+from .hdf5_probe import probe
 
 # The members of a .keras archive (the files of a folder saved with zipped=False).
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
@@ -143,9 +144,11 @@ class KerasArchive(KerasFile):
             if METADATA in names:
                 self.keras_version = self._json(METADATA).get("keras_version")
             if WEIGHTS in names:
-                self._budget = file_budget(path, self._member_size(WEIGHTS))
+                size = self._member_size(WEIGHTS)
+                self._budget = file_budget(path, size)
                 with self._open_member(WEIGHTS) as head:
-                    check_extent(head, self._member_size(WEIGHTS), path, f"{WEIGHTS}: ")
+                    check_extent(head, size, path, f"{WEIGHTS}: ")
+                probe(lambda: _h5py().File(self._open_member(WEIGHTS), "r"), size)
                 self._member = self._open_member(WEIGHTS)
                 self._h5 = _h5py().File(self._member, "r")
             elif "model.weights.npz" in names:
@@ -222,6 +225,7 @@ class LegacyH5(KerasFile):
         h5py = _h5py()
         with open(path, "rb") as head:
             check_extent(head, path.stat().st_size, path)
+        probe(lambda: h5py.File(path, "r"), path.stat().st_size)
         try:
             self._h5 = h5py.File(path, "r")
         except OSError as exc:

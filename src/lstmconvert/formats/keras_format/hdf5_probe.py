@@ -1,0 +1,74 @@
+"""Read an HDF5 file's structure in a forked child before this process does.
+
+libhdf5 trusts the bytes of a file: a damaged one (a few flipped bits in an object header) can make it
+read through a wild pointer and kill the process with SIGSEGV, where no Python exception can be
+caught, so the one-line error the CLI promises would be a crash instead. A child process walks the
+file first (every attribute, and every dataset's shape and type, and its data while the file is
+small); if libhdf5 kills the child, the file is refused as damaged and this process never touches it.
+A Python error in the child is left for this process's own read to report precisely. Where ``fork``
+does not exist (Windows), nothing is probed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Callable
+
+from ...errors import ReadError
+
+SMALL = 64 << 20  # below this, the child reads the datasets' data too
+
+
+def probe(open_file: Callable, size: int) -> None:
+    """Walk the HDF5 file ``open_file()`` returns in a forked child; raise ReadError if libhdf5 crashes."""
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:  # the child: never returns, never runs the parent's exit handlers
+        code = 0
+        try:
+            with open_file() as handle:
+                _walk(handle, read_data=size < SMALL)
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        name = signal.Signals(os.WTERMSIG(status)).name
+        raise ReadError(f"libhdf5 crashed ({name}) reading its structure: the file is damaged")
+
+
+def _walk(handle, read_data: bool) -> None:
+    """Touch what a reader may touch; an error in one place does not stop the walk (only a crash counts)."""
+    def attributes(item) -> None:
+        try:
+            names = list(item.attrs)
+        except Exception:
+            names = []
+        for key in dict.fromkeys(names + list(_NAMED)):
+            try:
+                if key in item.attrs:
+                    item.attrs[key]
+            except Exception:
+                pass
+
+    def visit(_name, item) -> None:
+        attributes(item)
+        if hasattr(item, "shape"):
+            try:
+                item.shape, item.dtype
+                if read_data:
+                    item[()]
+            except Exception:
+                pass
+
+    attributes(handle)
+    try:
+        handle.visititems(visit)
+    except Exception:
+        pass
+
+
+# Attributes the readers ask for by name, also when listing a damaged header's attributes fails.
+_NAMED = ("model_config", "keras_version", "backend", "layer_names", "weight_names", "name", "dtype")
