@@ -362,3 +362,19 @@ def test_encoder_decoder_widens_the_encoder_and_keeps_the_decoder(tmp_path, caps
 
     err = _refused(["convert", str(src), "-o", str(tmp_path / "dec.keras"), "--lstm", "decoder"], tmp_path, capsys)
     assert "starts from states it is given" in err
+
+
+def test_tf_keras_encoder_decoder_is_refused_in_one_line(tmp_path, capsys):
+    """tf.keras records decoder(x, initial_state=[h, c]) as a call on three inputs, which Keras 3 cannot
+    rebuild: the refusal says what and where to go instead of relaying Keras 3's error."""
+    tf_keras = pytest.importorskip("tf_keras", reason="tf_keras writes the tf.keras file")
+    layers = tf_keras.layers
+    enc_in, dec_in = tf_keras.Input((None, 4)), tf_keras.Input((None, 5))
+    _, h, c = layers.LSTM(6, return_state=True, name="encoder")(enc_in)
+    decoded = layers.LSTM(6, return_sequences=True, name="decoder")(dec_in, initial_state=[h, c])
+    src = tmp_path / "seq2seq_tf_keras.h5"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tf_keras.Model([enc_in, dec_in], layers.Dense(5, name="out")(decoded)).save(str(src))
+    err = _refused(["convert", str(src), "-o", str(tmp_path / "wide.h5")], tmp_path, capsys)
+    assert "LSTM 'decoder' is called with its initial states as extra inputs" in err and "ONNX" in err

@@ -29,7 +29,7 @@ from ...widening import Initialiser, backward_direction, widen_consumer
 from .container import WEIGHTS, open_keras_file
 from .edit_config import (edited_config, for_keras3, recurrent_initializers, refuse_code,
                           without_recurrent_initializers)
-from .edit_graph import Plan, plan_edit, starts_from_given_states
+from .edit_graph import RECURRENT_CONSUMERS, Plan, graph_nodes, plan_edit, starts_from_given_states
 from .frameworks import import_keras
 
 _MASKS = ("Masking",)
@@ -117,6 +117,8 @@ class _Source:
                 raise UnsupportedError("a .keras archive written by tf.keras; Keras 3 cannot load its "
                                        "weights. Save the model as .h5 with tf.keras and widen that")
             self.config = for_keras3(raw) if self.legacy else raw
+            if self.legacy:
+                _refuse_states_as_inputs(self.config)
             self._h5 = {}
             if self.legacy and weights:
                 self._h5 = {name: [handle.weight(name, wn, name) for wn in handle.weight_names(name, name)]
@@ -139,6 +141,19 @@ class _Source:
         tensors = self.model.get_layer(name).input
         tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
         return [tuple(t.shape) for t in tensors]
+
+
+def _refuse_states_as_inputs(config: dict) -> None:
+    """tf.keras / Keras 2 record ``rnn(x, initial_state=[h, c])`` as a call on [x, h, c], which Keras 3
+    rebuilds as three inputs to a one-input layer: say so, instead of Keras 3's error."""
+    nodes, _, _ = graph_nodes(config)
+    for node in nodes.values():
+        recurrent = node.class_name in RECURRENT_CONSUMERS or node.class_name == "Bidirectional"
+        if recurrent and node.calls and len(node.calls[0][0]) > 1:
+            raise UnsupportedError(
+                f"{node.label()} is called with its initial states as extra inputs (a tf.keras / Keras 2 "
+                "encoder-decoder), which Keras 3 cannot rebuild; export it to ONNX (tf2onnx) and widen that, "
+                "where encoder-decoder graphs are handled")
 
 
 def _layer_names(config: dict) -> list:
