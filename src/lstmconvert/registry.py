@@ -94,14 +94,18 @@ def format_for_path(path: Path, explicit: Optional[str] = None) -> FormatInfo:
 
 def model_folder(path: Path) -> bool:
     """Whether ``path`` is a folder that some format reads as one model."""
-    return path.is_dir() and any(info.folder_files and all((path / name).is_file() for name in info.folder_files)
-                                 for info in FORMATS.values())
+    return path.is_dir() and _folder_owner(path) is not None
+
+
+def _folder_owner(path: Path) -> Optional[FormatInfo]:
+    return next((info for info in FORMATS.values()
+                 if info.folder_files and all((path / name).is_file() for name in info.folder_files)), None)
 
 
 def _format_of_folder(path: Path) -> FormatInfo:
-    for info in FORMATS.values():
-        if info.folder_files and all((path / name).is_file() for name in info.folder_files):
-            return info
+    owner = _folder_owner(path)
+    if owner is not None:
+        return owner
     if (path / "saved_model.pb").is_file():
         raise LstmConvertError("a TensorFlow SavedModel folder holds a traced graph, not layers lstmconvert can "
                                "read; convert the Keras file the model was saved to with model.save('model.keras')"
