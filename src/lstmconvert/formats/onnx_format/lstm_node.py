@@ -141,13 +141,19 @@ def _check_state_shape(index: GraphIndex, name: str, label: str, where: str, cou
         )
 
 
+def computed_state(index: GraphIndex, name: str) -> bool:
+    """Whether an initial state ``name`` is computed in the graph (a decoder fed an encoder's state):
+    not absent or zero, not a graph input (the caller's state), not a constant."""
+    return bool(name) and not index.is_zero(name) and index.const(name) is None and \
+        not any(i.name == name for i in index.inputs)
+
+
 def _check_zero_state(index: GraphIndex, name: str, label: str, where: str) -> None:
     if not name or index.is_zero(name):
         return
-    if any(i.name == name for i in index.inputs):
-        raise UnsupportedError(f"{where}: {label} comes from the graph input {name!r}; only zero initial states are supported")
-    if index.const(name) is not None:
-        raise UnsupportedError(f"{where}: {label} is a non-zero constant; only zero initial states are supported")
+    if not computed_state(index, name):
+        source = f"comes from the graph input {name!r}" if index.const(name) is None else "is a non-zero constant"
+        raise UnsupportedError(f"{where}: {label} {source}; only zero initial states are supported")
     # A decoder starting from an encoder's states: a model of more than an LSTM stack, which in-place
     # widening keeps (it widens the encoder, not the decoder).
     raise OutsideNeutralShapeError(f"{where}: {label} is computed in the graph; an LSTM stack starts from zero states",

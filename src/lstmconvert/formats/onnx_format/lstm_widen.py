@@ -24,7 +24,7 @@ from ...model import LSTMDirection
 from ...widening import Block, backward_direction
 from .edit_context import EditContext, Stacked, node_key
 from .graph_index import attribute, describe
-from .lstm_node import INITIAL_C, INITIAL_H, B, P, R, W
+from .lstm_node import INITIAL_C, INITIAL_H, B, P, R, W, computed_state
 from .wide_values import Wide
 
 _REDUCE = {"sum": "ReduceSum", "ave": "ReduceMean", "mul": "ReduceProd"}
@@ -70,10 +70,7 @@ def _given_states(ctx: EditContext, node: onnx.NodeProto) -> bool:
     States the caller passes in (graph inputs) or constants do not count: the node is widened, its
     backward direction starting from zeros (``_widen_state``).
     """
-    graph_inputs = {i.name for i in ctx.graph.input}
-    return any(len(node.input) > slot and node.input[slot] and node.input[slot] not in graph_inputs
-               and ctx.index.const(node.input[slot]) is None and not ctx.index.is_zero(node.input[slot])
-               for slot in (INITIAL_H, INITIAL_C))
+    return any(len(node.input) > slot and computed_state(ctx.index, node.input[slot]) for slot in (INITIAL_H, INITIAL_C))
 
 
 def rewire_outputs(ctx: EditContext, node: onnx.NodeProto) -> dict:
