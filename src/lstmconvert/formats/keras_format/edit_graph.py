@@ -93,6 +93,7 @@ class Plan:
     merged: set = field(default_factory=set)  # (merge layer, blocks) already followed
     refused_at: Optional[str] = None  # the layer being handled: describe_edit shows a refusal on it
     scores: list = field(default_factory=list)  # Attention layers whose scores see the backward features
+    decoders: list = field(default_factory=list)  # LSTMs left unidirectional: they start from given states
 
 
 def graph_nodes(model_config: dict) -> tuple:
@@ -136,8 +137,8 @@ def plan_edit(model_config: dict, shapes, request, holder: Optional[list] = None
     ``holder`` receives the plan as soon as it exists, so a caller sees how far a refused plan got.
     """
     nodes, order, outputs = graph_nodes(model_config)
-    lstms = _lstms_to_widen(nodes, order, request.lstms)
-    plan = Plan(nodes, order, lstms, {}, {}, [], [], [])
+    lstms, decoders = _lstms_to_widen(nodes, order, request.lstms)
+    plan = Plan(nodes, order, lstms, {}, {}, [], [], [], decoders=decoders)
     if holder is not None:
         holder.append(plan)
     for lstm in lstms:
@@ -159,8 +160,11 @@ def _is_lstm(node: Node) -> bool:
     return isinstance(cell, dict) and cell.get("class_name") == "LSTMCell" and isinstance(cell.get("config"), dict)
 
 
-def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> list:
+def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> tuple:
+    """(the LSTMs to widen, the decoders: LSTMs left unidirectional because they start from given states)."""
     lstms = [n for n in order if _is_lstm(nodes[n])]
+    decoders = [n for n in lstms if len(nodes[n].calls) == 1 and not nodes[n].config.get("go_backwards")
+                and _given_states(nodes[n])]
     if wanted:
         for name in wanted:
             if name not in nodes:
@@ -184,8 +188,8 @@ def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> list:
         if len(nodes[name].calls) != 1:
             raise UnsupportedError(f"LSTM '{name}' is called {len(nodes[name].calls)} times (a shared "
                                    "layer); in-place widening handles LSTMs called once")
-        if _given_states(nodes[name]):
-            # A decoder: Bidirectional would split the states it is given between its two directions.
+        if name in decoders:
+            # Bidirectional would split the states it is given between its two directions.
             if wanted:
                 raise UnsupportedError(f"LSTM '{name}' starts from states it is given (initial_state), which a "
                                        "Bidirectional would split between its directions; widen the encoder")
@@ -195,20 +199,13 @@ def _lstms_to_widen(nodes: dict, order: list, wanted: tuple) -> list:
         nested = [n for n in order if nodes[n].class_name in MODEL_CLASSES and '"LSTM"' in json.dumps(nodes[n].entry)]
         inside = f" (models used as layers, here {', '.join(map(repr, nested))}, are kept as they are)" if nested else ""
         raise UnsupportedError(f"the model holds no unidirectional top-level LSTM to widen{inside}")
-    return lstms
+    return lstms, decoders
 
 
 def _given_states(node: Node) -> bool:
     """Whether the layer's call passes it initial states (Keras 3: a keyword; Keras 2: extra inputs)."""
     tensors, _, kwargs = node.calls[0]
     return kwargs.get("initial_state") is not None or len(tensors) > 1
-
-
-def starts_from_given_states(plan: "Plan") -> list:
-    """The LSTMs left unidirectional because they start from states they are given (decoders)."""
-    return [name for name in plan.order if _is_lstm(plan.nodes[name]) and name not in plan.lstms
-            and plan.nodes[name].calls and not plan.nodes[name].config.get("go_backwards")
-            and _given_states(plan.nodes[name])]
 
 
 def _readers(nodes: dict, tensor: tuple) -> list:

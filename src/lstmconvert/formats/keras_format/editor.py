@@ -29,7 +29,7 @@ from ...widening import Initialiser, backward_direction, widen_consumer
 from .container import WEIGHTS, open_keras_file
 from .edit_config import (edited_config, for_keras3, recurrent_initializers, refuse_code,
                           without_recurrent_initializers)
-from .edit_graph import RECURRENT_CONSUMERS, Plan, graph_nodes, plan_edit, starts_from_given_states
+from .edit_graph import RECURRENT_CONSUMERS, Plan, graph_nodes, plan_edit
 from .frameworks import import_keras
 
 _MASKS = ("Masking",)
@@ -79,7 +79,6 @@ def describe_edit(path: Path, request: EditRequest) -> list:
             raise
         plan, refusal = holder[0], (holder[0].refused_at, f"refused: {exc}")
     double = request.merge == "concat"
-    decoders = starts_from_given_states(plan)
     rows = []
     for name in plan.order:
         node = plan.nodes[name]
@@ -90,7 +89,7 @@ def describe_edit(path: Path, request: EditRequest) -> list:
         if name in plan.lstms:
             role = "lstm"
             change = f"wrapped in Bidirectional(merge_mode={request.merge!r}), backward={request.backward}"
-        elif name in decoders:
+        elif name in plan.decoders:
             change = "stays unidirectional: starts from the states it is given (a decoder)"
         if name in plan.consumers:
             blocks = plan.consumers[name].blocks
@@ -296,7 +295,7 @@ def _preservation(plan: Plan, request: EditRequest) -> Preservation:
 
 def _notes(plan: Plan, source: _Source, request: EditRequest) -> list:
     notes = []
-    for name in starts_from_given_states(plan):
+    for name in plan.decoders:
         notes.append(f"LSTM '{name}' starts from the states it is given (a decoder) and stays unidirectional")
     for name in plan.lstms:
         if plan.nodes[name].config.get("return_state"):
