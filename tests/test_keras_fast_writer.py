@@ -208,3 +208,26 @@ def test_archive_with_zip64_records_opens_in_zipfile_and_keras(tmp_path, monkeyp
         source = load_user(Tagger, FIXTURES / "tagger.pt")
         out = np.asarray(loaded(x.T.numpy()))
     assert_close(out.transpose(1, 0, 2)[..., :], numpy_out(source, x))
+
+
+def test_a_failed_weight_write_fails_the_save(tmp_path, monkeypatch):
+    """The weights are written by a worker thread, and no one waits on most of its writes: the first failure
+    (a full disk, say) must still fail the save, whichever write it hit, and leave no file behind."""
+    import errno
+
+    from lstmconvert.formats.keras_format import raw_data
+
+    real, calls = raw_data.os.pwrite, []
+
+    def first_fails(fd, data, offset):
+        calls.append(offset)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(raw_data.os, "pwrite", first_fails)
+    model = lstmconvert.to_bidirectional(lstmconvert.load(FIXTURES / "tagger.pt"))
+    with warnings.catch_warnings(), pytest.raises(lstmconvert.LstmConvertError, match="No space left"):
+        warnings.simplefilter("ignore")
+        lstmconvert.save(model, tmp_path / "full.keras")
+    assert calls and list(tmp_path.iterdir()) == []

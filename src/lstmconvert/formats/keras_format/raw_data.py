@@ -78,6 +78,7 @@ class _Writer:
         self._position, self._crc = checksum_from or 0, 0
         self._worker = ThreadPoolExecutor(max_workers=1)
         self._last: Optional[Future] = None
+        self._error: Optional[BaseException] = None  # the first failed write; later ones are skipped
 
     def put(self, offset: int, block: np.ndarray) -> Future:
         """Queue ``block`` for ``offset``; the caller keeps ``block`` unchanged until the future is done."""
@@ -85,6 +86,15 @@ class _Writer:
         return self._last
 
     def _write(self, offset: int, block: np.ndarray) -> None:
+        if self._error is not None:
+            return
+        try:
+            self._write_block(offset, block)
+        except BaseException as exc:
+            self._error = exc
+            raise
+
+    def _write_block(self, offset: int, block: np.ndarray) -> None:
         if self._checksum:
             self._crc = zlib.crc32(_read(self._fd, self._position, offset), self._crc)
             self._crc = zlib.crc32(block, self._crc)
@@ -98,8 +108,11 @@ class _Writer:
         advance(block.nbytes)  # the progress bar, when a command shows one
 
     def finish(self, end: int) -> Optional[int]:
+        """Wait for the writes; raise the first that failed; the CRC-32 up to ``end`` (with a checksum)."""
         if self._last is not None:
-            self._last.result()
+            self._last.exception()
+        if self._error is not None:
+            raise self._error
         if not self._checksum:
             return None
         return zlib.crc32(_read(self._fd, self._position, end), self._crc)
@@ -109,8 +122,6 @@ class _Writer:
 
     def __exit__(self, *exc) -> None:
         self._worker.shutdown(wait=True)
-        if self._last is not None and exc[0] is None:
-            self._last.result()  # a failed write surfaces here
 
 
 def _write_transposed(writer: _Writer, offset: int, array: np.ndarray, slabs: list) -> None:
