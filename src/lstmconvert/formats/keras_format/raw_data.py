@@ -61,7 +61,7 @@ class RawData:
         """Write every array into the closed file at ``path``; with ``checksum_from``, return the CRC-32
         of the file's bytes from that offset to its end."""
         with open(path, "r+b") as handle, _Writer(handle.fileno(), checksum_from) as writer:
-            slabs = [None, None]
+            slabs = _Slabs()
             for offset, array in sorted(self._pending, key=lambda item: item[0]):
                 if array.ndim == 2 and array.strides[0] < array.strides[1]:
                     _write_transposed(writer, offset, array, slabs)
@@ -124,25 +124,40 @@ class _Writer:
         self._worker.shutdown(wait=True)
 
 
-def _write_transposed(writer: _Writer, offset: int, array: np.ndarray, slabs: list) -> None:
-    """A column-major ``array`` in C order: slabs of rows, each filled tile by tile while the worker
-    writes the previous one."""
-    rows = max(1, SLAB_BYTES // max(1, array[0].nbytes))
-    size, native = rows * array.shape[1], array.dtype.newbyteorder("=")
-    busy: list = [None, None]  # the write still reading each slab
-    for k, start in enumerate(range(0, array.shape[0], rows)):
-        which = k % 2
-        if busy[which] is not None:
-            busy[which].result()
-        if slabs[which] is None or slabs[which].size < size or slabs[which].dtype != native:
-            slabs[which] = np.empty(size, native)
-        block = array[start:start + rows]
-        out = slabs[which][:block.size].reshape(block.shape)
+class _Slabs:
+    """Two buffers transposed matrices are copied into, taken in turn, and the write still reading each:
+    a buffer is refilled only once its previous write is done, so filling and writing overlap, also from
+    one matrix to the next."""
+
+    def __init__(self) -> None:
+        self._buffers: list = [None, None]
+        self._writes: list = [None, None]
+        self._turn = 0
+
+    def fill(self, block: np.ndarray) -> np.ndarray:
+        """The next buffer, holding ``block`` in C order (copied tile by tile)."""
+        which = self._turn
+        if self._writes[which] is not None:
+            self._writes[which].result()
+        native = block.dtype.newbyteorder("=")
+        buffer = self._buffers[which]
+        if buffer is None or buffer.size < block.size or buffer.dtype != native:
+            buffer = self._buffers[which] = np.empty(max(block.size, SLAB_BYTES // native.itemsize), native)
+        out = buffer[:block.size].reshape(block.shape)
         _copy_in_tiles(block, out)
-        busy[which] = writer.put(offset + start * array[0].nbytes, out)
-    for future in busy:
-        if future is not None:
-            future.result()  # the slabs are reused by the next matrix
+        return out
+
+    def written_by(self, write: Future) -> None:
+        """The write that reads the buffer ``fill`` just returned."""
+        self._writes[self._turn] = write
+        self._turn ^= 1
+
+
+def _write_transposed(writer: _Writer, offset: int, array: np.ndarray, slabs: _Slabs) -> None:
+    """A column-major ``array`` in C order, a slab of rows at a time."""
+    rows = max(1, SLAB_BYTES // max(1, array[0].nbytes))
+    for start in range(0, array.shape[0], rows):
+        slabs.written_by(writer.put(offset + start * array[0].nbytes, slabs.fill(array[start:start + rows])))
 
 
 def _copy_in_tiles(source: np.ndarray, out: np.ndarray) -> None:
