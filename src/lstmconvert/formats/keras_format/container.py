@@ -148,7 +148,7 @@ class KerasArchive(KerasFile):
                 self._budget = file_budget(path, size)
                 with self._open_member(WEIGHTS) as head:
                     check_extent(head, size, path, f"{WEIGHTS}: ")
-                probe(lambda: _h5py().File(self._open_member(WEIGHTS), "r"), size)
+                probe(path, lambda: _h5py().File(self._open_member(WEIGHTS), "r"), size, WEIGHTS)
                 self._member = self._open_member(WEIGHTS)
                 self._h5 = _h5py().File(self._member, "r")
             elif "model.weights.npz" in names:
@@ -225,7 +225,7 @@ class LegacyH5(KerasFile):
         h5py = _h5py()
         with open(path, "rb") as head:
             check_extent(head, path.stat().st_size, path)
-        probe(lambda: h5py.File(path, "r"), path.stat().st_size)
+        probe(path, lambda: h5py.File(path, "r"), path.stat().st_size)
         try:
             self._h5 = h5py.File(path, "r")
         except OSError as exc:

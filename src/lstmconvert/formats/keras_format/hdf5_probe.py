@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Callable
 
 from ...errors import ReadError
@@ -20,10 +21,25 @@ from ...errors import ReadError
 SMALL = 64 << 20  # below this, the child reads the datasets' data too
 
 
-def probe(open_file: Callable, size: int) -> None:
-    """Walk the HDF5 file ``open_file()`` returns in a forked child; raise ReadError if libhdf5 crashes."""
+def probe(path: Path, open_file: Callable, size: int, member: str = "") -> None:
+    """Walk the HDF5 file ``open_file()`` returns (``path``, or its ``member``) in a forked child; raise
+    ReadError if libhdf5 crashes. A file already walked unchanged in this process is not walked again
+    (reading a file, then running it, opens it more than once)."""
     if not hasattr(os, "fork"):
         return
+    stat = path.stat()
+    key = (str(path.resolve()), member, stat.st_mtime_ns, stat.st_size)
+    if key in _WALKED:
+        return
+    _walk_in_child(open_file, size)
+    _WALKED.add(key)
+
+
+_WALKED: set = set()  # (path, member, mtime, size) of files whose walk survived
+
+
+def _walk_in_child(open_file: Callable, size: int) -> None:
+    """Raise ReadError if walking the file kills a forked child."""
     pid = os.fork()
     if pid == 0:  # the child: never returns, never runs the parent's exit handlers
         code = 0
