@@ -202,9 +202,8 @@ def _recurrent_layer(layer: LSTMLayer, shape_in: list, sequences: bool, dtype: s
         return config
 
     def cell(direction: LSTMDirection, prefix: str, path: str) -> VariableGroup:
-        names_ = ("kernel", "recurrent_kernel", "bias")
-        return VariableGroup(path, LSTM_CELL, [(f"{prefix}{LSTM_CELL}/{n}", a)
-                                               for n, a in zip(names_, lstm_arrays(direction, use_bias))])
+        variables = zip(("kernel", "recurrent_kernel", "bias"), _lstm_arrays(direction, use_bias))
+        return VariableGroup(path, LSTM_CELL, [(f"{prefix}{LSTM_CELL}/{name}", array) for name, array in variables])
 
     if not layer.bidirectional:
         name = names.lstm(k)
@@ -217,16 +216,14 @@ def _recurrent_layer(layer: LSTMLayer, shape_in: list, sequences: bool, dtype: s
     config = {"name": name, "trainable": True, "dtype": dtype, "merge_mode": layer.merge,
               "layer": _nested("LSTM", lstm_config(forward, forward_name, False)),
               "backward_layer": _nested("LSTM", lstm_config(backward, backward_name, True))}
-    groups = [cell(backward, f"{backward_name}/", "backward_layer/cell"),
-              VariableGroup("backward_layer", backward_name),
-              cell(forward, f"{forward_name}/", "forward_layer/cell"),
-              VariableGroup("forward_layer", forward_name), VariableGroup("", name)]
-    # Keras's legacy loader assigns the forward layer's variables first.
-    groups = groups[2:4] + groups[:2] + groups[4:]
+    # Forward first: the order Keras's legacy loader assigns the variables in.
+    groups = [cell(forward, f"{forward_name}/", "forward_layer/cell"), VariableGroup("forward_layer", forward_name),
+              cell(backward, f"{backward_name}/", "backward_layer/cell"),
+              VariableGroup("backward_layer", backward_name), VariableGroup("", name)]
     return KerasLayer("Bidirectional", name, config, out_shape, build_shape=shape_in, groups=groups)
 
 
-def lstm_arrays(direction: LSTMDirection, use_bias: bool) -> list:
+def _lstm_arrays(direction: LSTMDirection, use_bias: bool) -> list:
     """kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,) = b_ih + b_hh (exact if one is absent).
 
     Keras's gate order (i, f, c, o) is the neutral model's, so only the matrices turn around.
