@@ -163,3 +163,28 @@ def test_hdf5_that_crashes_libhdf5_is_refused_in_one_line(tmp_path):
     path = tmp_path / "flipped.h5"
     path.write_bytes(bytes(data))
     _refused_in_a_subprocess(path, tmp_path, "the file is damaged")
+
+
+def test_hdf5_that_makes_libhdf5_loop_is_refused_in_one_line(tmp_path):
+    """The fuzzer found these bit flips in a tf.keras file make libhdf5 loop forever reading a weight_names
+    attribute: the forked child that walks the structure first is stopped after 30 s."""
+    pytest.importorskip("h5py")
+    data = bytearray((FIXTURES / "keras" / "tagger_tf_keras.h5").read_bytes())
+    for offset, mask in ((1920, 128), (2617, 64), (6256, 32), (9487, 128), (11544, 2), (13745, 8), (14851, 1),
+                         (15391, 2), (28824, 1), (29781, 64), (31135, 128), (44787, 2), (66250, 64), (66725, 1),
+                         (68506, 1), (73096, 4)):
+        data[offset] ^= mask
+    path = tmp_path / "looping.h5"
+    path.write_bytes(bytes(data))
+    _refused_in_a_subprocess(path, tmp_path, "the file is damaged")
+
+
+def test_onnx_node_reading_its_own_output_does_not_hang(tmp_path):
+    """The fuzzer set a Cast's input to its own output: following casts back from sequence_lens looped."""
+    onnx = pytest.importorskip("onnx")
+    model = onnx.load(FIXTURES / "onnx" / "torch_packed_ts.onnx")
+    cast = next(n for n in model.graph.node if n.op_type == "Cast")
+    cast.input[0] = cast.output[0]
+    path = tmp_path / "cycle.onnx"
+    path.write_bytes(model.SerializeToString())
+    _refused_in_a_subprocess(path, tmp_path, str(path))

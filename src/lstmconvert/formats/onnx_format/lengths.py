@@ -74,7 +74,9 @@ def _producer(index: GraphIndex, name: str, op_type: str):
 
 def _strip_integer_casts(index: GraphIndex, name: str) -> str:
     """Follow Identity and Casts to integer/bool types (they keep a count a count)."""
-    while name in index.producer:
+    seen = set()
+    while name in index.producer and name not in seen:  # a damaged graph may loop back on itself
+        seen.add(name)
         node, _ = index.producer[name]
         if node.op_type == "Identity" or (node.op_type == "Cast" and attribute(node, "to") in _INTEGER_TYPES):
             name = node.input[0]
